@@ -1,0 +1,252 @@
+"""The ``facegate`` command line.
+
+Every error FaceGate raises on purpose reaches the user as one line (``facegate: error: …``) and exit
+code 2; a bad photo inside a batch is reported and skipped, never the end of the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from core.errors import FaceGateError
+
+log = logging.getLogger("facegate")
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
+
+    def __init__(self, stream: Any = None, width: int = 28) -> None:
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._last = -1.0
+        self._last_title = ""
+
+    def __call__(self, fraction: float, message: str) -> None:
+        fraction = min(max(fraction, 0.0), 1.0)
+        if self.tty:
+            filled = int(self.width * fraction)
+            bar = "#" * filled + "-" * (self.width - filled)
+            self.stream.write(f"\r[{bar}] {100 * fraction:5.1f}% {message[:60]:<60}")
+            if fraction >= 1.0:
+                self.stream.write("\n")
+            self.stream.flush()
+            return
+        title = message.split(":")[0]
+        # Not a terminal (CI, a log file): a line per 10 % or per new stage is enough.
+        if fraction - self._last >= 0.1 or title != self._last_title or fraction >= 1.0:
+            self.stream.write(f"[{100 * fraction:5.1f}%] {message}\n")
+            self.stream.flush()
+            self._last, self._last_title = fraction, title
+
+
+def _policy(args: argparse.Namespace) -> Any:
+    from core.engine import Policy
+
+    return Policy(decider=args.decider, min_probability=args.min_probability, min_margin=args.min_margin,
+                  threshold=args.threshold)
+
+
+def _add_policy_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--decider", default="all", choices=["svc", "stacker", "super_learner", "all"],
+                   help="which model decides, or 'all' three must agree with the gallery (default: all)")
+    p.add_argument("--min-probability", type=float, default=0.5,
+                   help="the deciding model's probability floor (default: 0.5)")
+    p.add_argument("--min-margin", type=float, default=0.0,
+                   help="required distance margin to the second-nearest person (default: 0)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="override the calibrated distance threshold")
+    p.add_argument("--deep", action="store_true", help="use the Deep Super Learner (thesis §5.2)")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Run ``facegate evaluate``."""
+    from core.evaluate import evaluate, format_report, save_report
+
+    out_dir = Path(args.out) if args.out else (Path(args.report).parent if args.report else Path("."))
+    report = evaluate(Path(args.dataset), unknown=Path(args.unknown) if args.unknown else None, out_dir=out_dir,
+                      policy=_policy(args), deep=args.deep, cv_splits=args.cv_splits, cv_repeats=args.cv_repeats,
+                      progress=None if args.quiet else ProgressBar())
+    print(format_report(report))
+    print(f"Wrote {out_dir / 'stacker_cv.csv'} and {out_dir / 'stacker_cv_boxplot.png'}")
+    if args.report:
+        save_report(report, Path(args.report))
+        print(f"Wrote {args.report}")
+    return 0
+
+
+def _model_for_dataset(dataset: Path, args: argparse.Namespace, progress: Any) -> Any:
+    """Train on ``dataset/train`` (or load the cached model trained on the same faces)."""
+    from core.assets import cache_dir
+    from core.dataset import embed_folder
+    from core.engine import FacePipeline, RecognitionModel, train_model
+    from core.errors import ModelError
+
+    pipeline = FacePipeline()
+    train_dir = dataset / "train" if (dataset / "train").is_dir() else dataset
+    data = embed_folder(train_dir, pipeline, progress=progress)
+    for s in data.skipped:
+        print(f"skipped: {s.reason}", file=sys.stderr)
+    key = hashlib.sha256(data.x.tobytes() + "|".join(data.y).encode() + pipeline.signature.encode()
+                         + str(args.deep).encode()).hexdigest()[:16]
+    where = cache_dir() / "models" / f"dataset-{key}"
+    try:
+        model = RecognitionModel.load(where, expect_signature=pipeline.signature)
+    except ModelError:
+        model = train_model(data.x, data.y, deep=args.deep, progress=progress,
+                            metadata={"signature": pipeline.signature, "dataset": str(dataset)})
+        model.save(where)
+    from dataclasses import replace
+
+    model.policy = replace(model.policy, **vars(_policy(args)))
+    return model, pipeline
+
+
+def cmd_recognize(args: argparse.Namespace) -> int:
+    """Run ``facegate recognize``."""
+    from core.engine import FacePipeline, RecognitionModel, Recognizer
+    from core.imageio import read_image
+
+    progress = None if args.quiet else ProgressBar()
+    if args.model:
+        pipeline = FacePipeline()
+        model = RecognitionModel.load(Path(args.model), expect_signature=pipeline.signature)
+    else:
+        model, pipeline = _model_for_dataset(_dataset_arg(args.dataset), args, progress)
+    recognizer = Recognizer(model, pipeline)
+    results: list[dict[str, Any]] = []
+    failures = 0
+    for name in args.images:
+        try:
+            faces = recognizer.recognize(read_image(name))
+        except FaceGateError as exc:
+            failures += 1
+            print(f"{name}: skipped: {exc}", file=sys.stderr)
+            continue
+        if not faces:
+            print(f"{name}: no face found")
+        for i, face in enumerate(faces):
+            row = _face_row(name, i, face)
+            results.append(row)
+            if not args.json:
+                print(_format_face(row))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 0 if failures == 0 else 1
+
+
+def _face_row(name: str, index: int, face: Any) -> dict[str, Any]:
+    d = face.detection
+    return {
+        "image": str(name), "face": index, "box": list(d.box), "confidence": round(d.confidence, 4),
+        "landmarks": [[round(x, 1), round(y, 1)] for x, y in d.landmarks],
+        "models": {v.model: {"identity": v.identity, "probability": round(v.probability, 4)} for v in face.votes},
+        "decision": face.decision.identity, "accepted": face.decision.accepted,
+        "distance": round(face.decision.distance, 4), "threshold": round(face.decision.threshold, 4),
+        "nearest": face.nearest, "reason": face.decision.reason, "model_version": face.model_version,
+    }
+
+
+def _format_face(row: dict[str, Any]) -> str:
+    x, y, w, h = row["box"]
+    marks = " ".join(f"({px:.0f},{py:.0f})" for px, py in row["landmarks"])
+    votes = "  ".join(f"{m}={v['identity']} {100 * v['probability']:.1f}%" for m, v in row["models"].items())
+    return (f"{row['image']} face {row['face']}: box x={x} y={y} w={w} h={h}  landmarks {marks}\n"
+            f"    {votes}\n"
+            f"    -> {row['decision'].upper() if row['decision'] == 'unknown' else row['decision']}"
+            f"  (distance {row['distance']:.3f}, threshold {row['threshold']:.3f}: {row['reason']})")
+
+
+def _dataset_arg(value: str | None) -> Path:
+    if value:
+        return Path(value)
+    from core.assets import ensure_seed_assets
+
+    return ensure_seed_assets().dataset
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run ``facegate demo``: recognition on the built-in 5-celebrity photos and two strangers."""
+    from core.assets import ensure_seed_assets, ensure_strangers
+    from core.dataset import iter_photos
+
+    progress = None if args.quiet else ProgressBar()
+    seed = ensure_seed_assets()
+    strangers = ensure_strangers()
+    args.images = [str(p) for _, p in iter_photos(seed.dataset / "val")] + [str(p) for _, p in iter_photos(strangers)]
+    args.dataset, args.model = str(seed.dataset), None
+    print("FaceGate demo: trained on the 5-celebrity train photos; now recognising the val photos of the five "
+          "enrolled people and photos of two people who are not enrolled (Barack Obama, Joe Biden).")
+    start = time.perf_counter()
+    code = cmd_recognize(args)
+    print(f"Done in {time.perf_counter() - start:.1f} s.")
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used by the README documentation test)."""
+    parser = argparse.ArgumentParser(prog="facegate", description="FaceGate: face recognition for plant gates.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("evaluate", help="reproduce the thesis tables and open-set figures on a dataset")
+    p.add_argument("dataset", help="folder holding train/<person>/ and val/<person>/ ('demo' for the seed dataset)")
+    p.add_argument("--unknown", help="folder of photos of people who are not in DATASET")
+    p.add_argument("--report", help="write the JSON report here")
+    p.add_argument("--out", help="folder for the CSV and boxplot PNG (default: beside --report, else .)")
+    p.add_argument("--cv-splits", type=int, default=10, help="stacking CV folds (adapted to small classes)")
+    p.add_argument("--cv-repeats", type=int, default=3, help="stacking CV repeats")
+    _add_policy_args(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("recognize", help="recognise the faces in photos")
+    p.add_argument("images", nargs="+", help="photo files")
+    p.add_argument("--model", help="a model folder written by FaceGate")
+    p.add_argument("--dataset", help="train on this dataset's train/ folder (default: the demo dataset)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_policy_args(p)
+    p.set_defaults(func=cmd_recognize)
+
+    p = sub.add_parser("demo", help="recognition on the built-in demo photos (no camera needed)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_policy_args(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``facegate`` command."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "dataset", None) == "demo":
+        args.dataset = str(_dataset_arg(None))
+    if getattr(args, "unknown", None) == "demo":
+        from core.assets import ensure_strangers
+
+        args.unknown = str(ensure_strangers())
+    try:
+        return int(args.func(args))
+    except FaceGateError as exc:
+        print(f"facegate: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("facegate: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""The recognition engine: image → faces → aligned crops → embeddings → three classifiers → decision.
+
+- :class:`FacePipeline` turns an RGB image into detections and L2-normalised embeddings.
+- :class:`RecognitionModel` holds the three fitted classifiers, the enrolled gallery and its calibrated
+  threshold, and turns embeddings into per-model votes and an open-set :class:`~core.types.Decision`.
+- :class:`Recognizer` puts the two together for callers (CLI, monitor, GUI worker).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.align import ALIGNED_SIZE, align_face
+from core.errors import FaceError, ModelError
+from core.openset import Calibration, Gallery, calibrate, gate
+from core.types import UNKNOWN, Decision, Detection, FaceResult, ModelVote
+
+log = logging.getLogger(__name__)
+
+MODEL_NAMES = ("svc", "stacker", "super_learner")
+POLICIES = (*MODEL_NAMES, "all")
+BUNDLE_FORMAT = 1
+
+Progress = Callable[[float, str], None]
+Cancel = Callable[[], bool]
+
+
+class FacePipeline:
+    """Detector + alignment + embedder, loaded lazily in the thread that first uses them."""
+
+    def __init__(self, detector: Any = None, embedder: Any = None, align_margin: float = 0.05) -> None:
+        if detector is None:
+            from core.detector import MtcnnDetector
+
+            detector = MtcnnDetector()
+        if embedder is None:
+            from core.facenet import FaceNetEmbedder
+
+            embedder = FaceNetEmbedder()
+        self.detector = detector
+        self.embedder = embedder
+        self.align_margin = align_margin
+
+    @property
+    def signature(self) -> str:
+        """Identifies everything that shapes an embedding (for caches and model sidecars)."""
+        det = self.detector
+        return (
+            f"{self.embedder.name}@{self.embedder.version}|align=similarity5:{self.align_margin}"
+            f"|mtcnn:min{getattr(det, 'min_face_size', '?')}:max{getattr(det, 'max_side', '?')}"
+            f":conf{getattr(det, 'min_confidence', '?')}"
+        )
+
+    def align(self, image: np.ndarray, detections: Sequence[Detection]) -> np.ndarray:
+        """Aligned ``(n, 160, 160, 3)`` uint8 crops for ``detections``."""
+        if not detections:
+            return np.zeros((0, ALIGNED_SIZE, ALIGNED_SIZE, 3), np.uint8)
+        return np.stack([align_face(image, d, ALIGNED_SIZE, self.align_margin) for d in detections])
+
+    def embed(self, image: np.ndarray, detections: Sequence[Detection]) -> np.ndarray:
+        """Embeddings ``(n, 128)`` of ``detections`` in ``image``, batched in one call."""
+        return np.asarray(self.embedder.embed(self.align(image, detections)), dtype=np.float32)
+
+    def faces(self, image: np.ndarray) -> tuple[list[Detection], np.ndarray]:
+        """All faces in ``image`` and their embeddings."""
+        detections = self.detector.detect(image)
+        return detections, self.embed(image, detections)
+
+    def single_face(self, image: np.ndarray, name: str = "image") -> tuple[Detection, np.ndarray]:
+        """The one face of a photo that must show exactly one person.
+
+        Raises
+        ------
+        FaceError
+            If no face or several faces are found.
+        """
+        detections = self.detector.detect(image)
+        if not detections:
+            raise FaceError(f"{name}: no face found.")
+        if len(detections) > 1:
+            raise FaceError(f"{name}: {len(detections)} faces found; the photo must show one person only.")
+        return detections[0], self.embed(image, detections)[0]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How a decision is made.
+
+    Attributes
+    ----------
+    decider
+        ``"svc"``, ``"stacker"``, ``"super_learner"``: that model must name the gallery's nearest person
+        with at least ``min_probability``; ``"all"``: all three must.
+    min_probability
+        The deciding model's probability floor.
+    min_margin
+        Second-nearest identity must be at least this much further than the nearest.
+    threshold
+        Overrides the calibrated distance threshold when set.
+    """
+
+    decider: str = "all"
+    min_probability: float = 0.5
+    min_margin: float = 0.0
+    threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.decider not in POLICIES:
+            raise ModelError(f"Unknown decision policy {self.decider!r}; choose one of {', '.join(POLICIES)}.")
+        if not 0.0 <= self.min_probability <= 1.0:
+            raise ModelError("The minimum probability must lie between 0 and 1.")
+
+
+@dataclass
+class RecognitionModel:
+    """Fitted classifiers + gallery + calibrated threshold: everything a decision needs."""
+
+    classifiers: dict[str, Any]
+    gallery: Gallery
+    calibration: Calibration
+    policy: Policy = field(default_factory=Policy)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def version(self) -> str:
+        """Short identifier stored with every decision."""
+        return str(self.metadata.get("version", "unversioned"))
+
+    @property
+    def threshold(self) -> float:
+        """Distance threshold in force (policy override or calibrated)."""
+        return self.policy.threshold if self.policy.threshold is not None else self.calibration.threshold
+
+    def probabilities(self, embeddings: np.ndarray) -> dict[str, np.ndarray]:
+        """Each model's ``(n, n_classes)`` probabilities, columns in the model's ``classes_`` order."""
+        x = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
+        return {name: clf.predict_proba(x) for name, clf in self.classifiers.items()}
+
+    def decide(self, embeddings: np.ndarray) -> list[tuple[tuple[ModelVote, ...], dict[str, dict[str, float]], Decision, str]]:
+        """Votes, per-model probabilities, the decision and the nearest identity for each embedding."""
+        x = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
+        if len(x) == 0:
+            return []
+        probs = self.probabilities(x)
+        nearest, dist, margin = self.gallery.nearest(x)
+        out = []
+        for i in range(len(x)):
+            votes = []
+            table: dict[str, dict[str, float]] = {}
+            for name, p in probs.items():
+                classes = self.classifiers[name].classes_
+                table[name] = {str(c): float(v) for c, v in zip(classes, p[i])}
+                j = int(np.argmax(p[i]))
+                votes.append(ModelVote(name, str(classes[j]), float(p[i, j])))
+            decision = self._decide_one(str(nearest[i]), float(dist[i]), float(margin[i]), votes)
+            out.append((tuple(votes), table, decision, str(nearest[i])))
+        return out
+
+    def _decide_one(self, nearest: str, distance: float, margin: float, votes: list[ModelVote]) -> Decision:
+        decision = gate(nearest, distance, margin, self.threshold, self.policy.min_margin)
+        if not decision.accepted:
+            return decision
+        deciders = [v for v in votes if self.policy.decider in ("all", v.model)]
+        known = {str(c) for clf in self.classifiers.values() for c in clf.classes_}
+        if nearest not in known:
+            # Enrolled after the last training run: the gallery recognises them, the models can't vote.
+            return replace(decision, reason=decision.reason + "; classifiers not retrained yet (gallery only)")
+        for vote in deciders:
+            if vote.identity != nearest:
+                return replace(decision, identity=UNKNOWN, accepted=False,
+                               reason=f"{vote.model} says {vote.identity}, the gallery says {nearest}")
+            if vote.probability < self.policy.min_probability:
+                return replace(decision, identity=UNKNOWN, accepted=False,
+                               reason=f"{vote.model} is unsure ({vote.probability:.2f} < "
+                               f"{self.policy.min_probability:.2f})")
+        agree = "all three models agree" if self.policy.decider == "all" else f"{self.policy.decider} agrees"
+        return replace(decision, reason=f"{decision.reason}; {agree}")
+
+    # -- persistence -------------------------------------------------------------------------------
+
+    def save(self, directory: Path) -> Path:
+        """Write the model as ``model.joblib`` + ``model.json`` into ``directory`` atomically."""
+        import joblib
+        import sklearn
+
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".model-", dir=directory.parent))
+        try:
+            payload = {"classifiers": self.classifiers, "gallery_x": self.gallery._x,
+                       "gallery_y": self.gallery._y, "gallery_k": self.gallery.k,
+                       "calibration": self.calibration, "policy": self.policy}
+            joblib.dump(payload, tmp / "model.joblib")
+            sidecar = {"format": BUNDLE_FORMAT, "program": "facegate", "sklearn": sklearn.__version__,
+                       "numpy": np.__version__, **self.metadata}
+            (tmp / "model.json").write_text(json.dumps(sidecar, indent=2, default=str))
+            if directory.exists():
+                shutil.rmtree(directory)
+            os.replace(tmp, directory)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path, expect_signature: str | None = None) -> RecognitionModel:
+        """Load a model written by :meth:`save`; refuse files this program did not write."""
+        import joblib
+        import sklearn
+
+        directory = Path(directory)
+        try:
+            meta = json.loads((directory / "model.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{directory} is not a FaceGate model (no readable model.json).") from exc
+        if meta.get("program") != "facegate" or meta.get("format") != BUNDLE_FORMAT:
+            raise ModelError(f"{directory} was not written by this version of FaceGate; train it again.")
+        if meta.get("sklearn") != sklearn.__version__:
+            raise ModelError(f"{directory} was trained with scikit-learn {meta.get('sklearn')}, this is "
+                             f"{sklearn.__version__}; train it again.")
+        if expect_signature and meta.get("signature") != expect_signature:
+            raise ModelError(f"{directory} was trained on embeddings of another pipeline; train it again.")
+        try:
+            payload = joblib.load(directory / "model.joblib")
+        except Exception as exc:  # joblib raises many kinds on a damaged file
+            raise ModelError(f"{directory}/model.joblib is damaged ({exc}); train the model again.") from exc
+        gallery = Gallery(payload["gallery_x"], payload["gallery_y"], k=payload["gallery_k"])
+        meta = {k: v for k, v in meta.items() if k not in ("format", "program", "sklearn", "numpy")}
+        return cls(payload["classifiers"], gallery, payload["calibration"], payload["policy"], meta)
+
+
+def train_model(
+    x: np.ndarray,
+    y: Sequence[str] | np.ndarray,
+    *,
+    models: Sequence[str] = MODEL_NAMES,
+    policy: Policy | None = None,
+    gallery_k: int = 1,
+    target_far: float = 0.01,
+    deep: bool = False,
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> RecognitionModel:
+    """Fit the classifiers, build the gallery and calibrate its threshold.
+
+    Raises
+    ------
+    ModelError
+        On too little data; ``TrainingCancelled`` (a ModelError) if ``cancel()`` turns true.
+    """
+    from core.classifiers import make_classifier
+
+    x = np.asarray(x, dtype=np.float32)
+    labels = np.asarray(y).astype(str)
+    report = progress or (lambda f, m: None)
+    fitted: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    timings = {}
+    for i, name in enumerate(models):
+        def sub(frac: float, msg: str, i: int = i, name: str = name) -> None:
+            report((i + frac) / (len(models) + 0.2), f"{name}: {msg}")
+
+        start = time.perf_counter()
+        report(i / (len(models) + 0.2), f"training {name}")
+        params = {"deep": True} if (deep and name == "super_learner") else {}
+        fitted[name] = make_classifier(name, **params).fit(x, labels, progress=sub, cancel=cancel)
+        timings[name] = round(time.perf_counter() - start, 3)
+    report(len(models) / (len(models) + 0.2), "calibrating the open-set threshold")
+    gallery = Gallery(x, labels, k=gallery_k)
+    calibration = calibrate(gallery, target_far=target_far)
+    meta = {"version": time.strftime("%Y%m%d-%H%M%S"), "classes": sorted(set(labels)), "n_embeddings": len(x),
+            "fit_seconds": timings, "train_seconds": round(time.perf_counter() - t0, 3),
+            "calibration": calibration.summary(), **(metadata or {})}
+    report(1.0, "done")
+    return RecognitionModel(fitted, gallery, calibration, policy or Policy(), meta)
+
+
+class Recognizer:
+    """A face pipeline and a trained model: RGB image in, :class:`FaceResult` per face out."""
+
+    def __init__(self, model: RecognitionModel, pipeline: FacePipeline | None = None) -> None:
+        self.model = model
+        self.pipeline = pipeline or FacePipeline()
+
+    def recognize(self, image: np.ndarray) -> list[FaceResult]:
+        """Detect, align, embed and decide every face in ``image`` (uint8 RGB)."""
+        detections, embeddings = self.pipeline.faces(image)
+        return self.results(detections, embeddings)
+
+    def results(self, detections: Sequence[Detection], embeddings: np.ndarray) -> list[FaceResult]:
+        """Decisions for already-embedded detections."""
+        out = []
+        for det, (votes, table, decision, nearest) in zip(detections, self.model.decide(embeddings)):
+            out.append(FaceResult(det, votes, table, decision, nearest, self.model.version))
+        return out

