@@ -20,7 +20,7 @@ def test_embeddings_same_person_closer_than_different_people(train_set):
     d = np.linalg.norm(x[:, None] - x[None], axis=2)
     same = y[:, None] == y[None]
     off_diag = ~np.eye(len(y), dtype=bool)
-    assert d[same & off_diag].mean() < 0.75 < d[~same].mean()
+    assert d[same & off_diag].mean() + 0.4 < d[~same].mean()
 
 
 def test_all_three_models_classify_every_val_face(trained_model, val_set):
