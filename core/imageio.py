@@ -75,9 +75,9 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                img.load()
-                img = ImageOps.exif_transpose(img) or img
+            with Image.open(io.BytesIO(data)) as opened:
+                opened.load()
+                img: Image.Image = ImageOps.exif_transpose(opened) or opened
                 if img.mode in ("I;16", "I;16B", "I;16L", "I"):
                     arr = np.asarray(img, dtype=np.uint32)
                     peak = max(int(arr.max(initial=0)), 1)

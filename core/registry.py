@@ -420,15 +420,9 @@ def data_dir() -> Path:
     ``$FACEGATE_DATA_DIR`` if set, else the platform's user data directory
     (``platformdirs.user_data_dir("facegate")``, e.g. ``~/.local/share/facegate``).
     """
-    env = os.environ.get(DATA_DIR_ENV)
-    if env:
-        path = Path(env).expanduser()
-    else:
-        import platformdirs
+    from core.assets import user_dir
 
-        path = Path(platformdirs.user_data_dir("facegate", appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return user_dir(DATA_DIR_ENV, "data")
 
 
 def _iso(dt: datetime | None = None) -> str:

@@ -1,0 +1,402 @@
+"""Registry commands of the ``facegate`` CLI: people, enroll, import, train, models, events, audit,
+verify, backup, restore, purge, passphrase.
+
+Reading is open to everybody (a guard); every change (enroll, remove, train, activate, restore …) needs
+the HR passphrase, from ``$FACEGATE_HR_PASSPHRASE`` or asked on the terminal. The passphrase is set on
+first use. The data directory is ``--data-dir``, else ``$FACEGATE_DATA_DIR``, else the user data dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from core.errors import FaceGateError
+
+RETENTION_SETTING = "retention.days"
+DEFAULT_RETENTION_DAYS = 90
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    from core.registry import data_dir
+
+    if getattr(args, "data_dir", None):
+        path = Path(args.data_dir).expanduser()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return data_dir()
+
+
+@contextmanager
+def _registry(args: argparse.Namespace) -> Iterator[Any]:
+    from core.registry import Registry
+
+    with Registry.open(_data_dir(args) / "facegate.db") as reg:
+        yield reg
+
+
+def _models_dir(args: argparse.Namespace) -> Path:
+    return _data_dir(args) / "models"
+
+
+def _actor() -> str:
+    return f"hr:{os.environ.get('USER') or os.environ.get('USERNAME') or 'cli'}"
+
+
+def _hr(reg: Any, action: str) -> str:
+    """Check the HR passphrase (setting it on first use); return the actor name for the audit."""
+    from core.security import has_passphrase, passphrase_from_env_or_prompt, require_hr, set_passphrase
+
+    actor = _actor()
+    if not has_passphrase(reg):
+        print("No HR passphrase is set yet: this one becomes the HR passphrase.", file=sys.stderr)
+        set_passphrase(reg, passphrase_from_env_or_prompt("New HR passphrase: ", confirm=True), actor=actor)
+        return actor
+    require_hr(reg, passphrase_from_env_or_prompt(), action=action, actor=actor)
+    return actor
+
+
+def _since(value: str | None) -> datetime | None:
+    """``--since``: an ISO date/time, or a number of days back (``7`` or ``7d``)."""
+    if not value:
+        return None
+    text = value.strip().lower().removesuffix("d")
+    try:
+        return datetime.now(UTC) - timedelta(days=float(text))
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise FaceGateError(f"--since {value!r}: give a date like 2026-11-01, a time like "
+                            "2026-11-01T08:00, or a number of days like 7.") from exc
+    return when if when.tzinfo else when.astimezone()
+
+
+# -- people ------------------------------------------------------------------------------------------
+
+
+def cmd_people_add(args: argparse.Namespace) -> int:
+    """``facegate people add``."""
+    with _registry(args) as reg:
+        actor = _hr(reg, "add an operator")
+        reg.add_operator(args.id, args.name, args.department or "", actor=actor)
+    print(f"Added {args.id} ({args.name}). Enroll photos with: facegate enroll --id {args.id} PHOTO…")
+    return 0
+
+
+def cmd_people_list(args: argparse.Namespace) -> int:
+    """``facegate people list``."""
+    with _registry(args) as reg:
+        people = reg.list_operators(active_only=not args.all)
+    if not people:
+        print("Nobody is enrolled.")
+        return 0
+    print(f"{'employee id':<14}{'name':<28}{'department':<18}{'photos':>7}{'active':>8}")
+    for op in people:
+        print(f"{op.employee_id:<14}{op.name[:27]:<28}{op.department[:17]:<18}{op.photos:>7}"
+              f"{'yes' if op.active else 'no':>8}")
+    return 0
+
+
+def cmd_people_show(args: argparse.Namespace) -> int:
+    """``facegate people show``."""
+    with _registry(args) as reg:
+        op = reg.get_operator(args.id)
+        photos = reg.list_photos(op.id)
+        events = [e for e in reg.events(limit=10_000) if e.operator_id == op.id][-10:]
+    print(f"{op.employee_id}: {op.name}, {op.department or 'no department'}, "
+          f"{'active' if op.active else 'inactive'}, enrolled {op.created:%Y-%m-%d %H:%M}")
+    print(f"{len(photos)} photos, {op.embeddings} embeddings")
+    for p in photos:
+        q = ", ".join(f"{k} {v:.0f}" if isinstance(v, float) else f"{k} {v}" for k, v in list(p.quality.items())[:5])
+        print(f"  photo {p.id}: {p.source}, {p.created:%Y-%m-%d %H:%M}  {q}")
+    if events:
+        print("Last events:")
+        for e in events:
+            print(f"  {e.time:%Y-%m-%d %H:%M:%S} {e.camera}: {e.decision}")
+    return 0
+
+
+def cmd_people_remove(args: argparse.Namespace) -> int:
+    """``facegate people remove`` (right to erasure)."""
+    with _registry(args) as reg:
+        actor = _hr(reg, f"erase {args.id}")
+        report = reg.remove_operator(args.id, actor=actor)
+    print(f"Erased {report.employee_id}: {report.photos} photos and {report.embeddings} embeddings deleted, "
+          f"{report.events_redacted} events redacted. Run 'facegate train' so the model forgets them too.")
+    return 0
+
+
+# -- enrollment and training --------------------------------------------------------------------------
+
+
+def _progress(args: argparse.Namespace) -> Any:
+    if getattr(args, "quiet", False):
+        return None
+    from core.cli import ProgressBar
+
+    return ProgressBar()
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    """``facegate enroll``."""
+    from core.engine import FacePipeline
+    from core.enrollment import Enroller
+
+    with _registry(args) as reg:
+        actor = _hr(reg, f"enroll {args.id}")
+        result = Enroller(reg, FacePipeline()).enroll_photos(
+            args.id, args.name or args.id, args.department or "", [Path(p) for p in args.photos], actor=actor,
+            confirm_duplicate=args.confirm_duplicate)
+    for name, reason in result.rejected:
+        print(f"rejected: {reason}" if str(name) in reason else f"rejected: {name}: {reason}")
+    print(f"{args.id}: {len(result.accepted)} photos accepted, {len(result.rejected)} rejected. "
+          "They are recognised through the gallery now; run 'facegate train' to retrain the classifiers.")
+    return 0 if result.accepted else 1
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """``facegate import``."""
+    from core.engine import FacePipeline
+    from core.enrollment import Enroller
+
+    root = Path(args.dataset)
+    with _registry(args) as reg:
+        actor = _hr(reg, f"import {root}")
+        results = Enroller(reg, FacePipeline()).import_dataset(root, actor=actor, progress=_progress(args),
+                                                               confirm_duplicate=args.confirm_duplicate)
+    accepted = rejected = 0
+    for person, result in results.items():
+        accepted += len(result.accepted)
+        rejected += len(result.rejected)
+        for name, reason in result.rejected:
+            print(f"rejected: {person}: {reason}")
+    print(f"Imported {len(results)} people: {accepted} photos accepted, {rejected} rejected.")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``facegate train``."""
+    from core.engine import FacePipeline
+    from core.training import retrain
+
+    with _registry(args) as reg:
+        actor = _hr(reg, "train a new model")
+        version = retrain(reg, FacePipeline(), _models_dir(args), actor=actor, progress=_progress(args),
+                          deep=args.deep)
+    state = "active" if version.active else f"NOT activated ({version.status}: {version.notes})"
+    print(f"Model version {version.id} trained: {state}.")
+    return 0 if version.active else 1
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    """``facegate models list``."""
+    with _registry(args) as reg:
+        models = reg.list_models()
+    if not models:
+        print("No model has been trained yet: run 'facegate train'.")
+    for m in models:
+        people = m.metrics.get("people", m.metrics.get("n_classes", "?"))
+        print(f"{'*' if m.active else ' '} {m.id:>4}  {m.created:%Y-%m-%d %H:%M}  {m.status:<12} people {people}  "
+              f"{m.notes}")
+    return 0
+
+
+def cmd_models_activate(args: argparse.Namespace) -> int:
+    """``facegate models activate``."""
+    with _registry(args) as reg:
+        actor = _hr(reg, f"activate model {args.version}")
+        reg.activate_model(args.version, actor=actor)
+    print(f"Model version {args.version} is active.")
+    return 0
+
+
+def cmd_models_rollback(args: argparse.Namespace) -> int:
+    """``facegate models rollback``."""
+    with _registry(args) as reg:
+        actor = _hr(reg, "roll back the model")
+        version = reg.rollback_model(actor=actor)
+    print(f"Rolled back: model version {version.id} is active again.")
+    return 0
+
+
+# -- events, audit, integrity -------------------------------------------------------------------------
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    """``facegate events``."""
+    with _registry(args) as reg:
+        events = reg.events(since=_since(args.since), limit=args.limit)
+    rows = [{"id": e.id, "time": e.time.isoformat(), "camera": e.camera, "decision": e.decision,
+             "employee_id": e.employee_id or "", "name": e.name or "",
+             "distance": "" if e.distance is None else f"{e.distance:.4f}", "model_version": e.model_version,
+             "erased": int(e.erased)} for e in events]
+    if args.csv:
+        tmp = Path(args.csv).with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["id"])
+            writer.writeheader()
+            writer.writerows(rows)
+        tmp.replace(args.csv)
+        print(f"Wrote {len(rows)} events to {args.csv}")
+        return 0
+    for r in rows:
+        who = r["employee_id"] or ("<erased>" if r["erased"] else "-")
+        print(f"{r['id']:>6} {r['time'][:19]} {r['camera']:<12} {r['decision']:<14} {who:<12} {r['distance']}")
+    if not rows:
+        print("No events.")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """``facegate audit``."""
+    with _registry(args) as reg:
+        entries = reg.audit_log(since=_since(args.since), limit=args.limit)
+    for a in entries:
+        new = "" if a.new is None else json.dumps(a.new, default=str)[:80]
+        print(f"{a.id:>6} {a.time:%Y-%m-%d %H:%M:%S} {a.actor:<14} {a.action:<18} {a.object:<24} {new}")
+    if not entries:
+        print("The audit log is empty.")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """``facegate verify``."""
+    with _registry(args) as reg:
+        problems = reg.verify()
+        heads = reg.chain_heads()
+    for problem in problems:
+        print(f"PROBLEM: {problem}")
+    for chain, (last_id, digest) in heads.items():
+        print(f"{chain} chain head: id {last_id}, {digest}")
+    print("Registry verified: integrity check passed, event and audit chains intact." if not problems
+          else f"{len(problems)} problem(s) found.")
+    return 0 if not problems else 1
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    """``facegate backup``."""
+    with _registry(args) as reg:
+        path = reg.backup(Path(args.file), overwrite=args.overwrite)
+    print(f"Backed up to {path} (integrity check passed).")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """``facegate restore``."""
+    with _registry(args) as reg:
+        _hr(reg, f"restore from {args.file}")
+        kept = reg.restore(Path(args.file))
+    print(f"Restored from {args.file}. The previous content is kept in {kept}.")
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    """``facegate purge``."""
+    with _registry(args) as reg:
+        actor = _hr(reg, "purge old events")
+        if args.days is not None:
+            reg.set_setting(RETENTION_SETTING, args.days, actor=actor)
+        days = reg.get_setting(RETENTION_SETTING, DEFAULT_RETENTION_DAYS)
+        removed = reg.purge(days, actor=actor)
+    print(f"Purged {removed} events (and their snapshots) older than {days} days.")
+    return 0
+
+
+def cmd_passphrase(args: argparse.Namespace) -> int:
+    """``facegate passphrase``: set the HR passphrase, or change it."""
+    from core.security import has_passphrase, passphrase_from_env_or_prompt, set_passphrase
+
+    with _registry(args) as reg:
+        old = passphrase_from_env_or_prompt("Current HR passphrase: ") if has_passphrase(reg) else None
+        new = passphrase_from_env_or_prompt("New HR passphrase: ", confirm=True, env_var="FACEGATE_NEW_HR_PASSPHRASE")
+        set_passphrase(reg, new, old, actor=_actor())
+    print("HR passphrase set.")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add the registry commands to the ``facegate`` sub-parser."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", help="registry folder (default: $FACEGATE_DATA_DIR or the user data dir)")
+
+    people = sub.add_parser("people", help="enrolled operators").add_subparsers(dest="people_cmd", required=True)
+    p = people.add_parser("add", parents=[common], help="add an operator (HR)")
+    p.add_argument("--id", required=True, help="employee id")
+    p.add_argument("--name", required=True, help="full name")
+    p.add_argument("--department", help="department")
+    p.set_defaults(func=cmd_people_add)
+    p = people.add_parser("list", parents=[common], help="list operators")
+    p.add_argument("--all", action="store_true", help="include inactive operators")
+    p.set_defaults(func=cmd_people_list)
+    p = people.add_parser("show", parents=[common], help="one operator, their photos and last events")
+    p.add_argument("id", help="employee id")
+    p.set_defaults(func=cmd_people_show)
+    p = people.add_parser("remove", parents=[common], help="erase an operator and their biometric data (HR)")
+    p.add_argument("id", help="employee id")
+    p.set_defaults(func=cmd_people_remove)
+
+    p = sub.add_parser("enroll", parents=[common], help="enroll photos of an operator (HR)")
+    p.add_argument("--id", required=True, help="employee id")
+    p.add_argument("--name", help="full name (needed for a new operator)")
+    p.add_argument("--department", help="department")
+    p.add_argument("--confirm-duplicate", action="store_true",
+                   help="enroll even though the face matches an enrolled person")
+    p.add_argument("photos", nargs="+", help="photo files")
+    p.set_defaults(func=cmd_enroll)
+
+    p = sub.add_parser("import", parents=[common], help="enroll a folder-per-person dataset (HR)")
+    p.add_argument("dataset", help="folder holding <employee id>/<photos>")
+    p.add_argument("--confirm-duplicate", action="store_true", help="do not refuse look-alikes")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("train", parents=[common], help="retrain the three models from the registry (HR)")
+    p.add_argument("--deep", action="store_true", help="use the Deep Super Learner")
+    p.set_defaults(func=cmd_train)
+
+    models = sub.add_parser("models", help="model versions").add_subparsers(dest="models_cmd", required=True)
+    models.add_parser("list", parents=[common], help="list model versions").set_defaults(func=cmd_models_list)
+    p = models.add_parser("activate", parents=[common], help="make a model version live (HR)")
+    p.add_argument("version", type=int, help="model version id")
+    p.set_defaults(func=cmd_models_activate)
+    models.add_parser("rollback", parents=[common], help="go back to the previous version (HR)").set_defaults(
+        func=cmd_models_rollback)
+
+    p = sub.add_parser("events", parents=[common], help="recognition events")
+    p.add_argument("--since", help="ISO date/time or a number of days back")
+    p.add_argument("--limit", type=int, help="at most this many (the newest)")
+    p.add_argument("--csv", help="write them to this CSV file")
+    p.set_defaults(func=cmd_events)
+
+    p = sub.add_parser("audit", parents=[common], help="the audit log")
+    p.add_argument("--since", help="ISO date/time or a number of days back")
+    p.add_argument("--limit", type=int, help="at most this many (the newest)")
+    p.set_defaults(func=cmd_audit)
+
+    sub.add_parser("verify", parents=[common], help="check the event and audit chains and the database").set_defaults(
+        func=cmd_verify)
+
+    p = sub.add_parser("backup", parents=[common], help="back up the registry (SQLite backup API)")
+    p.add_argument("file", help="backup file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing backup file")
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("restore", parents=[common], help="restore the registry from a backup (HR)")
+    p.add_argument("file", help="backup file")
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("purge", parents=[common], help="delete events older than the retention period (HR)")
+    p.add_argument("--days", type=float, help=f"set the retention period (default {DEFAULT_RETENTION_DAYS} days)")
+    p.set_defaults(func=cmd_purge)
+
+    sub.add_parser("passphrase", parents=[common], help="set or change the HR passphrase").set_defaults(
+        func=cmd_passphrase)
