@@ -126,22 +126,25 @@ def cmd_recognize(args: argparse.Namespace) -> int:
     recognizer = Recognizer(model, pipeline)
     results: list[dict[str, Any]] = []
     failures = 0
+    root = getattr(args, "display_root", None)
     for name in args.images:
+        shown = str(Path(name).relative_to(root)) if root and Path(name).is_relative_to(root) else name
         try:
             faces = recognizer.recognize(read_image(name))
         except FaceGateError as exc:
             failures += 1
-            print(f"{name}: skipped: {exc}", file=sys.stderr)
+            print(f"{shown}: skipped: {exc}", file=sys.stderr)
             continue
         if not faces:
-            print(f"{name}: no face found")
+            print(f"{shown}: no face found")
         for i, face in enumerate(faces):
-            row = _face_row(name, i, face)
+            row = _face_row(shown, i, face)
             results.append(row)
             if not args.json:
                 print(_format_face(row))
     if args.json:
         print(json.dumps(results, indent=2))
+    args.results = results
     return 0 if failures == 0 else 1
 
 
@@ -183,12 +186,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     seed = ensure_seed_assets()
     strangers = ensure_strangers()
     args.images = [str(p) for _, p in iter_photos(seed.dataset / "val")] + [str(p) for _, p in iter_photos(strangers)]
-    args.dataset, args.model = str(seed.dataset), None
-    print("FaceGate demo: trained on the 5-celebrity train photos; now recognising the val photos of the five "
-          "enrolled people and photos of two people who are not enrolled (Barack Obama, Joe Biden).")
+    args.dataset, args.model, args.display_root = str(seed.dataset), None, seed.dataset.parent
+    if not args.json:
+        print("FaceGate demo: trained on the 5-celebrity train photos; now recognising the val photos of the "
+              "five enrolled people and photos of two people who are not enrolled (Barack Obama, Joe Biden).")
     start = time.perf_counter()
     code = cmd_recognize(args)
-    print(f"Done in {time.perf_counter() - start:.1f} s.")
+    if not args.json:
+        enrolled = [r for r in args.results if "/val/" in r["image"]]
+        named = sum(r["decision"] == Path(r["image"]).parent.name for r in enrolled)
+        others = [r for r in args.results if "/val/" not in r["image"]]
+        rejected = sum(r["decision"] == "unknown" for r in others)
+        print(f"Enrolled people recognised: {named}/{len(enrolled)}. Strangers reported unknown: "
+              f"{rejected}/{len(others)}. Done in {time.perf_counter() - start:.1f} s.")
     return code
 
 
