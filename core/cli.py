@@ -231,6 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     _add_policy_args(p)
     p.set_defaults(func=cmd_demo)
+
+    from core.cli_registry import register
+
+    register(sub)
     return parser
 
 

@@ -13,16 +13,26 @@ from core.cli import build_parser, main
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _commands(parser, prefix="facegate"):
+    """Yield (command line, parser) for every command and sub-command."""
+    subs = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
+    if not subs:
+        yield prefix, parser
+    for sub in subs:
+        for name, subparser in sub.choices.items():
+            yield from _commands(subparser, f"{prefix} {name}")
+
+
 def test_every_command_is_documented_in_readme():
     readme = (ROOT / "README.md").read_text()
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    for name, subparser in sub.choices.items():
-        assert f"facegate {name}" in readme, f"README does not document 'facegate {name}'"
+    commands = list(_commands(build_parser()))
+    assert len(commands) >= 10
+    for command, subparser in commands:
+        assert command in readme, f"README does not document '{command}'"
         for action in subparser._actions:
             for flag in action.option_strings:
                 if flag.startswith("--") and flag != "--help":
-                    assert flag in readme, f"README does not document {name} {flag}"
+                    assert flag in readme, f"README does not document {command} {flag}"
 
 
 def test_readme_starts_with_the_two_setup_commands():

@@ -1,0 +1,111 @@
+"""Registry commands end to end on a real SQLite file: HR passphrase, people, import, train, models,
+events, audit, verify, backup/restore, purge."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+
+import pytest
+
+from core.cli import main
+
+PASS = "correct horse battery"
+
+
+@pytest.fixture()
+def data(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACEGATE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("FACEGATE_HR_PASSPHRASE", PASS)
+    return tmp_path / "data"
+
+
+def run(capsys, *argv):
+    code = main(["-q", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_people_and_passphrase_rules(data, capsys, monkeypatch):
+    code, out, err = run(capsys, "people", "add", "--id", "E1", "--name", "Ada Lovelace", "--department", "Ops")
+    assert code == 0 and "Added E1" in out and "becomes the HR passphrase" in err
+    code, out, _ = run(capsys, "people", "list")
+    assert code == 0 and "E1" in out and "Ada Lovelace" in out
+    code, out, _ = run(capsys, "people", "show", "E1")
+    assert code == 0 and "Ada Lovelace" in out
+    # Wrong passphrase: refused in one line, audited.
+    monkeypatch.setenv("FACEGATE_HR_PASSPHRASE", "wrong passphrase")
+    code, _, err = run(capsys, "people", "add", "--id", "E2", "--name", "Bob")
+    assert code == 2 and "passphrase" in err and len(err.strip().splitlines()) == 1
+    # No variable and no terminal: a clear error, not a hang.
+    monkeypatch.delenv("FACEGATE_HR_PASSPHRASE")
+    code, _, err = run(capsys, "people", "remove", "E1")
+    assert code == 2 and "FACEGATE_HR_PASSPHRASE" in err
+    # A guard can still read.
+    code, out, _ = run(capsys, "audit")
+    assert code == 0 and "hr_denied" in out
+    code, _, err = run(capsys, "people", "show", "E9")
+    assert code == 2 and err.startswith("facegate: error:")
+
+
+def test_events_verify_backup_restore_purge(data, capsys, tmp_path):
+    from core.registry import Registry
+
+    assert run(capsys, "people", "add", "--id", "E1", "--name", "Ada")[0] == 0
+    with Registry.open(data / "facegate.db") as reg:
+        for i in range(5):
+            reg.record_event("gate-1", "granted" if i % 2 else "unknown", "E1" if i % 2 else None,
+                             {"svc": {"E1": 0.9}}, 0.4, None, "v1", reason="test")
+    code, out, _ = run(capsys, "events", "--since", "1")
+    assert code == 0 and out.count("gate-1") == 5
+    csv_path = tmp_path / "events.csv"
+    code, out, _ = run(capsys, "events", "--csv", str(csv_path), "--limit", "3")
+    assert code == 0 and len(csv_path.read_text().splitlines()) == 4
+    code, out, _ = run(capsys, "verify")
+    assert code == 0 and "verified" in out
+    backup = tmp_path / "backup.db"
+    assert run(capsys, "backup", str(backup))[0] == 0
+    code, _, err = run(capsys, "backup", str(backup))
+    assert code == 2 and "exists" in err.lower()
+    assert run(capsys, "people", "remove", "E1")[0] == 0
+    code, out, _ = run(capsys, "restore", str(backup))
+    assert code == 0 and "before-restore" in out
+    code, out, _ = run(capsys, "people", "list")
+    assert "E1" in out
+    code, out, _ = run(capsys, "purge", "--days", "0")
+    assert code == 0 and "Purged 5 events" in out
+    assert run(capsys, "verify")[0] == 0
+    # Tampering with an event row is caught.
+    with Registry.open(data / "facegate.db") as reg:
+        reg.record_event("gate-2", "granted", "E1", {}, 0.3, None, "v1")
+        reg.record_event("gate-2", "granted", "E1", {}, 0.3, None, "v1")
+    con = sqlite3.connect(data / "facegate.db")
+    with con:
+        con.execute("DROP TRIGGER IF EXISTS events_no_update")
+        for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type='trigger' AND tbl_name='events'"):
+            con.execute(f"DROP TRIGGER {name}")
+        con.execute("UPDATE events SET camera = 'gate-9' WHERE camera = 'gate-2' AND id = (SELECT max(id) FROM events)")
+    con.close()
+    code, out, _ = run(capsys, "verify")
+    assert code == 1 and "PROBLEM" in out
+
+
+def test_import_train_and_model_versions(data, capsys, seed, tmp_path):
+    """The 5-celebrity train folder enrolls through `facegate import`, trains, and rolls back."""
+    root = tmp_path / "people"
+    for person in ("ben_afflek", "madonna", "jerry_seinfeld"):
+        shutil.copytree(seed.dataset / "train" / person, root / person)
+    code, out, err = run(capsys, "import", str(root))
+    assert code == 0 and "Imported 3 people" in out, err
+    code, out, err = run(capsys, "train")
+    assert code == 0 and "active" in out, err
+    code, out, err = run(capsys, "train")
+    assert code == 0, err
+    code, out, _ = run(capsys, "models", "list")
+    assert code == 0 and out.count("\n") >= 2 and "*" in out
+    code, out, err = run(capsys, "models", "rollback")
+    assert code == 0 and "active again" in out, err
+    # A new photo of an enrolled person is recognised by the trained model.
+    photo = sorted((seed.dataset / "val" / "madonna").iterdir())[0]
+    code, out, err = run(capsys, "enroll", "--id", "madonna", str(photo))
+    assert code == 0 and "1 photos accepted" in out, err
