@@ -223,8 +223,10 @@ def cmd_models_activate(args: argparse.Namespace) -> int:
 def cmd_models_rollback(args: argparse.Namespace) -> int:
     """``facegate models rollback``."""
     with _registry(args) as reg:
+        from core.training import rollback
+
         actor = _hr(reg, "roll back the model")
-        version = reg.rollback_model(actor=actor)
+        version = rollback(reg, actor, _models_dir(args))
     print(f"Rolled back: model version {version.id} is active again.")
     return 0
 

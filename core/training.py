@@ -1,0 +1,534 @@
+"""Retraining from the registry: versioned models, checks before activation, rollback, gallery-only.
+
+:func:`retrain` reads the enrolled embeddings of the current embedder from the registry, trains the
+three classifiers and calibrates the open-set threshold (:func:`core.engine.train_model`), measures
+the new model, and records it as a new model version.  It becomes the active model only if its checks
+(:class:`TrainingChecks`) pass; otherwise it is recorded as ``rejected`` with the reasons in its
+notes, and the active model stays as it was.
+
+Where models live
+-----------------
+Each version is a folder ``models_dir/<version>/`` (``model.joblib`` + ``model.json``), where
+``<version>`` is ``YYYYMMDD-HHMMSS-xxxxxx`` (UTC time and a random suffix); the same string is the
+model's :attr:`~core.engine.RecognitionModel.version`, stored with every recognition event.
+:meth:`RecognitionModel.save` writes a temporary folder and renames it into place, and only then is
+the version recorded in the registry, in the same transaction that activates it.  So:
+
+* a cancel (``cancel()`` true) or any error leaves no new file and no new registry row;
+* a crash or ``SIGKILL`` before the rename leaves at most a ``.model-*`` temporary folder; one
+  between the rename and the commit leaves a version folder no registry row names.  Neither is ever
+  loaded (only the registry's active version is), and :func:`sweep_models_dir` — run at the start of
+  every retrain — deletes them once they are an hour old;
+* the active model is only ever switched by that one commit.
+
+Rejected versions keep their registry row (metrics and reasons) but no files: they can never be
+activated, and every model file holds enrolled people's embeddings.  Older versions keep their files
+for :func:`rollback`.
+
+Metrics stored with each version
+--------------------------------
+``version``, ``people``, ``embeddings``, ``left_out`` (people with too few photos, by employee id),
+``threshold`` and ``calibration`` (open-set figures: genuine and impostor accept rates of the
+calibration pairs, median distances), ``train_accuracy`` (in-sample, per model), ``cv_accuracy``
+(per-fold accuracy for the boxplot: ``svc`` and ``stacker`` — the stacking ensemble — and the
+stacker's base models ``lr``, ``knn``, ``cart``, ``svm``, ``bayes``; one repeat of stratified
+``cv_folds``-fold), ``super_learner`` (its out-of-fold log loss and base-learner weights; it is not
+cross-validated here, which would cost ``cv_folds`` more fits of the most expensive model), timings,
+and ``checks`` (each check's value, limit, verdict and sentence).
+
+Gallery-only recognition
+------------------------
+People enrolled after the last retrain are unknown to the classifiers but can already be recognised
+by their distance to the gallery: :func:`current_gallery_model` returns the trained model with its
+gallery replaced by the registry's current embeddings (new people in, erased and suspended people
+out).  :meth:`RecognitionModel.decide` then accepts a new person on the distance alone and says so
+("classifiers not retrained yet (gallery only)").
+
+Who may retrain
+---------------
+Retraining activates a model, an HR action: the caller checks the HR passphrase
+(:func:`core.security.require_hr`) first and passes the actor's name for the audit trail.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from core.classifiers import TrainingCancelled, TrainingDataError
+from core.engine import RecognitionModel, train_model
+from core.errors import ModelError
+from core.openset import Gallery
+from core.registry import ModelVersion, Registry
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "EmbedderInfo",
+    "TrainingCancelled",
+    "TrainingChecks",
+    "current_gallery_model",
+    "load_active_model",
+    "retrain",
+    "rollback",
+    "sweep_models_dir",
+]
+
+Progress = Callable[[float, str], None]
+Cancel = Callable[[], bool]
+
+_VERSION_RE = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
+_TEMP_PREFIX = ".model-"  # RecognitionModel.save's temporary folders
+STALE_AFTER_S = 3600.0
+"""Age after which :func:`sweep_models_dir` deletes leftovers of an interrupted retrain."""
+
+
+class _EmbedderLike(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+
+class _PipelineLike(Protocol):
+    @property
+    def embedder(self) -> _EmbedderLike: ...
+
+    @property
+    def signature(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class EmbedderInfo:
+    """Which embeddings a model is trained on: the embedder's name and version, the pipeline signature.
+
+    Pass one to :func:`retrain` instead of a whole :class:`~core.engine.FacePipeline` (e.g. from a
+    worker process); :meth:`of` reads it from a pipeline without loading any network.
+    """
+
+    name: str
+    version: str
+    signature: str
+
+    @classmethod
+    def of(cls, pipeline: _PipelineLike) -> EmbedderInfo:
+        """The embedder info of a :class:`~core.engine.FacePipeline`."""
+        return cls(str(pipeline.embedder.name), str(pipeline.embedder.version), str(pipeline.signature))
+
+
+@dataclass(frozen=True)
+class TrainingChecks:
+    """What a new model must pass to become active.
+
+    Attributes
+    ----------
+    min_people
+        People the classifiers must know (fewer: training is refused with :class:`TrainingDataError`).
+    min_photos_per_person
+        Embeddings a person needs to be trained on (the Super Learner's SVC calibrates inside each
+        fold, so 3).  People with fewer are left out of the classifiers, reported in the metrics,
+        and still recognised through the gallery (:func:`current_gallery_model`).
+    min_train_accuracy
+        In-sample accuracy each classifier must reach: lower means the embeddings of two people
+        cannot be told apart (mislabelled photos, one person under two ids).
+    min_cv_accuracy
+        Mean cross-validated accuracy the SVC and the stacker must reach.
+    min_genuine_accept_rate
+        Share of the enrolled photos the calibrated threshold accepts as their own person
+        (leave-one-out); lower means the threshold shuts out the enrolled people.
+    target_far
+        Impostor accept rate the threshold is calibrated for, and the most the calibration pairs
+        may show.
+    """
+
+    min_people: int = 2
+    min_photos_per_person: int = 3
+    min_train_accuracy: float = 0.9
+    min_cv_accuracy: float = 0.8
+    min_genuine_accept_rate: float = 0.8
+    target_far: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.min_people < 2:
+            raise ValueError("A classifier needs at least 2 people.")
+        if self.min_photos_per_person < 3:
+            raise ValueError("The Super Learner needs at least 3 photos per person.")
+        for name in ("min_train_accuracy", "min_cv_accuracy", "min_genuine_accept_rate", "target_far"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie between 0 and 1.")
+
+
+def _stage(progress: Progress | None, lo: float, hi: float) -> Progress:
+    def report(fraction: float, message: str) -> None:
+        if progress is not None:
+            progress(lo + (hi - lo) * min(max(float(fraction), 0.0), 1.0), message)
+
+    return report
+
+
+def _check_cancel(cancel: Cancel | None) -> None:
+    if cancel is not None and cancel():
+        raise TrainingCancelled("Training was cancelled; no new model was recorded and the active model "
+                                "is unchanged.")
+
+
+def _cv_accuracy(x: np.ndarray, y: np.ndarray, folds: int, progress: Progress,
+                 cancel: Cancel | None) -> tuple[dict[str, list[float]], int]:
+    """Per-fold accuracy of the SVC, the stacker and its base models on the same stratified folds."""
+    from sklearn.model_selection import RepeatedStratifiedKFold
+
+    from core.classifiers import make_classifier, stacker_cv_scores
+
+    k = max(2, min(folds, int(min(Counter(y.tolist()).values()))))
+    scores = stacker_cv_scores(x, y, n_splits=k, n_repeats=1, random_state=0,
+                               progress=_stage(progress, 0.0, 0.8), cancel=cancel)
+    out = {("stacker" if key == "stacking" else key): [round(float(s), 4) for s in values]
+           for key, values in scores.items()}
+    # The same splits stacker_cv_scores used (same splitter, same seed, same labels).
+    splits = list(RepeatedStratifiedKFold(n_splits=k, n_repeats=1, random_state=0).split(x, y))
+    svc = []
+    for i, (train, test) in enumerate(splits):
+        progress(0.8 + 0.2 * i / len(splits), f"cross-validating svc, fold {i + 1} of {len(splits)}")
+        model = make_classifier("svc").fit(x[train], y[train], cancel=cancel)
+        svc.append(round(float(np.mean(model.predict(x[test]) == y[test])), 4))
+    out = {"svc": svc, **out}
+    return out, k
+
+
+@dataclass(frozen=True)
+class _Check:
+    value: float
+    limit: float
+    ok: bool
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"value": round(float(self.value), 4), "limit": self.limit, "ok": self.ok, "message": self.message}
+
+
+def _evaluate(model: RecognitionModel, train_accuracy: dict[str, float], cv: dict[str, list[float]],
+              people: int, checks: TrainingChecks) -> dict[str, _Check]:
+    out: dict[str, _Check] = {}
+    out["people"] = _Check(people, checks.min_people, people >= checks.min_people,
+                           f"{people} people trained (needs ≥ {checks.min_people})")
+    for name, acc in train_accuracy.items():
+        ok = acc >= checks.min_train_accuracy
+        out[f"train_accuracy.{name}"] = _Check(
+            acc, checks.min_train_accuracy, ok,
+            f"{name} in-sample accuracy {acc:.3f} (needs ≥ {checks.min_train_accuracy:g})" + (
+                "" if ok else ": it cannot tell the enrolled people apart — look for mislabelled photos "
+                              "or one person enrolled under two ids"))
+    for name in ("svc", "stacker"):
+        mean = float(np.mean(cv[name]))
+        ok = mean >= checks.min_cv_accuracy
+        out[f"cv_accuracy.{name}"] = _Check(
+            mean, checks.min_cv_accuracy, ok,
+            f"{name} cross-validated accuracy {mean:.3f} (needs ≥ {checks.min_cv_accuracy:g})" + (
+                "" if ok else ": it does not generalise — enroll more, better photos per person"))
+    cal = model.calibration
+    ok = cal.impostor_accept_rate <= checks.target_far
+    out["impostor_accept_rate"] = _Check(
+        cal.impostor_accept_rate, checks.target_far, ok,
+        f"calibration impostor accept rate {cal.impostor_accept_rate:.3f} (needs ≤ {checks.target_far:g})")
+    ok = cal.genuine_accept_rate >= checks.min_genuine_accept_rate
+    out["genuine_accept_rate"] = _Check(
+        cal.genuine_accept_rate, checks.min_genuine_accept_rate, ok,
+        f"calibration genuine accept rate {cal.genuine_accept_rate:.3f} at threshold {cal.threshold:.3f} "
+        f"(needs ≥ {checks.min_genuine_accept_rate:g})" + (
+            "" if ok else ": the enrolled people would often be turned away — enroll more photos of each"))
+    return out
+
+
+def _new_version_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def _no_longer_enrolled(registry: Registry, people: list[str]) -> list[str]:
+    current = {op.employee_id for op in registry.list_operators(active_only=True)}
+    return [p for p in people if p not in current]
+
+
+def _model_row(registry: Registry, model_id: int) -> ModelVersion:
+    for mv in registry.list_models():
+        if mv.id == model_id:
+            return mv
+    raise ModelError(f"Model version {model_id} vanished from the registry.")
+
+
+def retrain(
+    registry: Registry,
+    pipeline: _PipelineLike | EmbedderInfo,
+    models_dir: Path | str,
+    *,
+    actor: str,
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+    deep: bool = False,
+    checks: TrainingChecks | None = None,
+    cv_folds: int = 5,
+) -> ModelVersion:
+    """Train a new model version from the registry and activate it if its checks pass.
+
+    Parameters
+    ----------
+    registry
+        The open registry.
+    pipeline
+        A :class:`~core.engine.FacePipeline` or an :class:`EmbedderInfo`: which embedder's
+        embeddings to train on (no network is loaded).
+    models_dir
+        Folder of the model versions (``<data dir>/models``).
+    actor
+        Who retrained (the HR user), for the audit trail; the caller checks the HR passphrase.
+    progress
+        ``progress(fraction, message)`` as training advances.
+    cancel
+        Polled throughout; when it returns true :class:`~core.classifiers.TrainingCancelled` is
+        raised, and nothing is recorded or written.
+    deep
+        Train the Deep Super Learner.
+    checks
+        Activation checks; the defaults of :class:`TrainingChecks` when ``None``.
+    cv_folds
+        Folds of the cross-validation behind the per-model accuracy (fewer if someone has fewer
+        photos).
+
+    Returns
+    -------
+    ModelVersion
+        The new version: ``active`` if it passed its checks, else ``status == "rejected"`` with the
+        reasons in ``notes`` (the active model is then unchanged).
+
+    Raises
+    ------
+    TrainingDataError
+        Fewer than ``checks.min_people`` people have ``checks.min_photos_per_person`` photos.
+    TrainingCancelled
+        ``cancel()`` returned true.
+    """
+    started = time.perf_counter()
+    checks = checks or TrainingChecks()
+    info = pipeline if isinstance(pipeline, EmbedderInfo) else EmbedderInfo.of(pipeline)
+    models_dir = Path(models_dir)
+    report = progress or (lambda fraction, message: None)
+    _check_cancel(cancel)
+    sweep_models_dir(registry, models_dir)
+
+    report(0.0, "reading the enrolled embeddings")
+    x, labels, _ = registry.embeddings(info.version, embedder=info.name)
+    y_all = np.asarray(labels, dtype=str)
+    counts = Counter(y_all.tolist())
+    left_out = {p: n for p, n in sorted(counts.items()) if n < checks.min_photos_per_person}
+    trained = sorted(p for p in counts if p not in left_out)
+    if len(trained) < checks.min_people:
+        short = (f"; {len(left_out)} more have fewer than {checks.min_photos_per_person} photos "
+                 f"({', '.join(list(left_out)[:5])})" if left_out else "")
+        raise TrainingDataError(
+            f"Training needs at least {checks.min_people} enrolled people with at least "
+            f"{checks.min_photos_per_person} accepted photos each; {len(trained)} have that{short}. "
+            "Enroll more people or photos first. The active model is unchanged.")
+    keep = np.isin(y_all, trained)
+    x, y = np.asarray(x, dtype=np.float32)[keep], y_all[keep]
+    if left_out:
+        log.warning("retrain: left out of the classifiers (fewer than %d photos): %s",
+                    checks.min_photos_per_person, left_out)
+
+    version = _new_version_id()
+    metadata = {"version": version, "embedder": info.name, "embedder_version": info.version,
+                "signature": info.signature, "left_out": left_out}
+    model = train_model(x, y, target_far=checks.target_far, deep=deep, progress=_stage(progress, 0.02, 0.75),
+                        cancel=cancel, metadata=metadata)
+    t_cv = time.perf_counter()
+    cv, k = _cv_accuracy(x, y, cv_folds, _stage(progress, 0.75, 0.97), cancel)
+    cv_seconds = round(time.perf_counter() - t_cv, 3)
+    _check_cancel(cancel)
+    report(0.97, "checking the new model")
+    train_accuracy = {name: round(float(np.mean(np.asarray(clf.predict(x)) == y)), 4)
+                      for name, clf in model.classifiers.items()}
+    results = _evaluate(model, train_accuracy, cv, len(trained), checks)
+    failed = [c.message for c in results.values() if not c.ok]
+    sl = model.classifiers.get("super_learner")
+    metrics: dict[str, Any] = {
+        "version": version, "people": len(trained), "embeddings": len(y), "left_out": left_out,
+        "threshold": round(float(model.calibration.threshold), 4), "calibration": model.calibration.summary(),
+        "train_accuracy": train_accuracy, "cv_accuracy": cv, "cv_folds": k, "cv_repeats": 1,
+        "deep": bool(deep), "fit_seconds": model.metadata.get("fit_seconds", {}),
+        "train_seconds": model.metadata.get("train_seconds"), "cv_seconds": cv_seconds,
+        "checks": {name: c.as_dict() for name, c in results.items()},
+    }
+    if sl is not None and hasattr(sl, "oof_log_loss_"):
+        metrics["super_learner"] = {"oof_log_loss": [round(float(v), 5) for v in sl.oof_log_loss_],
+                                    "weights": [{n: round(float(w), 4) for n, w in layer.items()}
+                                                for layer in sl.weights_]}
+    spare = f"; left out (fewer than {checks.min_photos_per_person} photos): {', '.join(left_out)}" if left_out else ""
+    summary = (f"{len(trained)} people, {len(y)} photos; CV accuracy svc {np.mean(cv['svc']):.3f}, "
+               f"stacker {np.mean(cv['stacker']):.3f}; threshold {model.calibration.threshold:.3f}{spare}")
+
+    _check_cancel(cancel)  # the last point at which a cancel leaves no trace
+    if failed:
+        metrics["total_seconds"] = round(time.perf_counter() - started, 3)
+        notes = "rejected: " + "; ".join(failed)
+        model_id = registry.add_model_version("", info.name, info.version, metrics, status="rejected",
+                                              notes=notes, actor=actor)
+        log.warning("model version %s (%d) rejected: %s", version, model_id, notes)
+        report(1.0, f"model version {model_id} rejected")
+        return _model_row(registry, model_id)
+
+    report(0.98, "saving the new model")
+    path = model.save(models_dir / version)
+    gone: list[str] = []
+    try:
+        with registry.transaction():
+            # Someone erased or suspended while we trained must not come back with this model.
+            gone = _no_longer_enrolled(registry, trained)
+            metrics["total_seconds"] = round(time.perf_counter() - started, 3)
+            if gone:
+                notes = (f"rejected: {', '.join(gone)} were erased or suspended while this model was "
+                         "training; train again")
+                model_id = registry.add_model_version("", info.name, info.version, metrics, status="rejected",
+                                                      notes=notes, actor=actor)
+            else:
+                model_id = registry.add_model_version(str(path), info.name, info.version, metrics,
+                                                      status="candidate", notes=summary, actor=actor)
+                registry.activate_model(model_id, actor=actor)
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    if gone:
+        shutil.rmtree(path, ignore_errors=True)
+        log.warning("model version %s (%d) rejected: %s left while it trained", version, model_id, gone)
+    else:
+        log.info("model version %s (%d) active: %s", version, model_id, summary)
+    report(1.0, f"model version {model_id} {'rejected' if gone else 'active'}")
+    return _model_row(registry, model_id)
+
+
+def _artifact(mv: ModelVersion, models_dir: Path | str | None) -> Path:
+    """The folder of a recorded model version: under ``models_dir`` by name, else its recorded path."""
+    if not mv.path:
+        raise ModelError(f"Model version {mv.id} has no model files (status {mv.status!r}).")
+    recorded = Path(mv.path)
+    candidates = ([Path(models_dir) / recorded.name] if models_dir is not None else []) + [recorded]
+    for candidate in candidates:
+        if (candidate / "model.json").is_file():
+            return candidate
+    raise ModelError(f"The files of model version {mv.id} are missing ({candidates[0]}): they were deleted, or "
+                     "the data folder was moved without its models folder. Roll back with "
+                     "'facegate models rollback' or train again with 'facegate train'.")
+
+
+def load_active_model(registry: Registry, models_dir: Path | str, *, expect_signature: str | None = None,
+                      live_gallery: bool = False) -> RecognitionModel | None:
+    """Load the registry's active model version, or ``None`` if no model was ever activated.
+
+    Parameters
+    ----------
+    registry
+        The open registry.
+    models_dir
+        Folder of the model versions; the version folder is looked up there by name first (so a data
+        folder restored elsewhere still works), then at its recorded path.
+    expect_signature
+        Refuse a model trained on another pipeline's embeddings (``FacePipeline.signature``).
+    live_gallery
+        Return :func:`current_gallery_model` of it: new enrollments recognised, erasures forgotten,
+        without retraining.
+
+    Raises
+    ------
+    ModelError
+        If the active version's files are missing or unreadable, or were trained on another pipeline.
+    """
+    mv = registry.active_model()
+    if mv is None:
+        return None
+    model = RecognitionModel.load(_artifact(mv, models_dir), expect_signature=expect_signature)
+    model.metadata["model_id"] = mv.id
+    return current_gallery_model(registry, model) if live_gallery else model
+
+
+def current_gallery_model(registry: Registry, model: RecognitionModel) -> RecognitionModel:
+    """The trained ``model`` with its gallery replaced by the registry's enrolled embeddings now.
+
+    The classifiers and the calibrated threshold stay as trained.  People enrolled since are
+    recognised on distance alone (their decisions say "classifiers not retrained yet (gallery
+    only)"); people erased or suspended since are no longer in the gallery, so they can no longer be
+    accepted.  ``metadata["gallery_only"]`` lists the new people.
+
+    Raises
+    ------
+    ModelError
+        If the model does not record its embedder, or nobody is enrolled with that embedder.
+    """
+    name, version = model.metadata.get("embedder"), model.metadata.get("embedder_version")
+    if not version:
+        raise ModelError("This model does not record which embedder it was trained on; train it again with "
+                         "'facegate train'.")
+    x, labels, _ = registry.embeddings(str(version), embedder=str(name) if name else None)
+    if len(x) == 0:
+        raise ModelError("Nobody is enrolled with photos for this model's face embedder; enroll operators first.")
+    known = {str(c) for clf in model.classifiers.values() for c in clf.classes_}
+    enrolled = set(labels)
+    metadata = {**model.metadata, "gallery": "registry", "gallery_only": sorted(enrolled - known),
+                "no_longer_enrolled": sorted(known - enrolled)}
+    return replace(model, gallery=Gallery(x, np.asarray(labels), k=model.gallery.k), metadata=metadata)
+
+
+def rollback(registry: Registry, actor: str, models_dir: Path | str | None = None) -> ModelVersion:
+    """Re-activate the model version that was active before the current one.  Audited.
+
+    With ``models_dir``, the rollback is refused (nothing changes) if that version's files are gone.
+    The caller checks the HR passphrase.
+
+    Raises
+    ------
+    RegistryError
+        If no version is active, or there is none to roll back to.
+    ModelError
+        If ``models_dir`` is given and the previous version's files are missing.
+    """
+    with registry.transaction():
+        mv = registry.rollback_model(actor=actor)
+        if models_dir is not None:
+            _artifact(mv, models_dir)  # raising here undoes the rollback
+    return mv
+
+
+def sweep_models_dir(registry: Registry, models_dir: Path | str, *, min_age_s: float = STALE_AFTER_S) -> list[Path]:
+    """Delete what an interrupted retrain left in ``models_dir``; return what was deleted.
+
+    Only FaceGate's own leftovers older than ``min_age_s`` go: ``.model-*`` temporary folders, and
+    version folders (``YYYYMMDD-HHMMSS-xxxxxx``) that no registry row names.  The age limit keeps
+    this safe while another process is between writing its model and recording it.
+    """
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        return []
+    recorded = {Path(mv.path).name for mv in registry.list_models() if mv.path}
+    now = time.time()
+    removed = []
+    for entry in models_dir.iterdir():
+        ours = entry.name.startswith(_TEMP_PREFIX) or (_VERSION_RE.match(entry.name) and entry.name not in recorded)
+        if not ours or not entry.is_dir():
+            continue
+        try:
+            if now - entry.stat().st_mtime < min_age_s:
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+        log.info("removed %s, left over by an interrupted retrain", entry)
+    return removed
