@@ -118,7 +118,19 @@ def cmd_recognize(args: argparse.Namespace) -> int:
     from core.imageio import read_image
 
     progress = None if args.quiet else ProgressBar()
-    if args.model:
+    if getattr(args, "registry", False):
+        from core.cli_registry import _models_dir, _registry
+        from core.training import load_active_model
+
+        pipeline = FacePipeline()
+        with _registry(args) as reg:
+            loaded = load_active_model(reg, _models_dir(args), expect_signature=pipeline.signature,
+                                       live_gallery=True)
+        if loaded is None:
+            raise FaceGateError("The registry has no active model: enroll people ('facegate enroll' or "
+                                "'facegate import') and run 'facegate train' first.")
+        model = loaded
+    elif args.model:
         pipeline = FacePipeline()
         model = RecognitionModel.load(Path(args.model), expect_signature=pipeline.signature)
     else:
@@ -223,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="photo files")
     p.add_argument("--model", help="a model folder written by FaceGate")
     p.add_argument("--dataset", help="train on this dataset's train/ folder (default: the demo dataset)")
+    p.add_argument("--registry", action="store_true",
+                   help="use the registry's active model, with people enrolled since its training")
+    p.add_argument("--data-dir", help="registry folder for --registry")
     p.add_argument("--json", action="store_true", help="print JSON")
     _add_policy_args(p)
     p.set_defaults(func=cmd_recognize)

@@ -107,5 +107,20 @@ def test_import_train_and_model_versions(data, capsys, seed, tmp_path):
     assert code == 0 and "active again" in out, err
     # A new photo of an enrolled person is recognised by the trained model.
     photo = sorted((seed.dataset / "val" / "madonna").iterdir())[0]
+    code, out, err = run(capsys, "recognize", "--registry", "--json", str(photo))
+    assert code == 0 and '"decision": "madonna"' in out, err
     code, out, err = run(capsys, "enroll", "--id", "madonna", str(photo))
     assert code == 0 and "1 photos accepted" in out, err
+    # Someone enrolled after the last training is recognised through the gallery alone.
+    new = sorted((seed.dataset / "train" / "mindy_kaling").iterdir())
+    code, out, err = run(capsys, "enroll", "--id", "E77", "--name", "Mindy", *map(str, new[:8]))
+    assert code == 0, err
+    probe = sorted((seed.dataset / "val" / "mindy_kaling").iterdir())[0]
+    code, out, err = run(capsys, "recognize", "--registry", "--json", str(probe))
+    assert code == 0 and '"decision": "E77"' in out and "gallery only" in out, err
+
+
+def test_recognize_registry_without_model_is_a_clear_error(data, capsys, seed):
+    photo = sorted((seed.dataset / "val" / "madonna").iterdir())[0]
+    code, _, err = run(capsys, "recognize", "--registry", str(photo))
+    assert code == 2 and "no active model" in err
