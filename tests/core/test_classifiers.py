@@ -1,0 +1,499 @@
+"""Tests of core.classifiers on synthetic FaceNet-like embeddings.
+
+Embeddings are noisy copies of random unit "person centres" in 128 dimensions, L2-normalised
+again, with string labels.  The noise (0.2 per dimension) is large enough that the models make
+some mistakes and the Super Learner's weights are not degenerate.  Every warning is an error here,
+so a deprecated scikit-learn call (``SVC(probability=True)``) or a convergence warning fails.
+"""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+import subprocess
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.naive_bayes import GaussianNB
+from sklearn.svm import LinearSVC
+
+from core import classifiers
+from core.classifiers import (
+    BASE_LEARNER_NAMES,
+    CLASSIFIERS,
+    SCALABLE_BASE_LEARNERS,
+    CalibratedSVC,
+    Stacker,
+    SuperLearner,
+    TrainingCancelled,
+    TrainingDataError,
+    make_classifier,
+    stacker_cv_scores,
+)
+from core.errors import ModelError
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Fewer trees and folds keep the Super Learner quick; the estimator logic is the same.
+FAST_PARAMS: dict[str, dict[str, Any]] = {
+    "svc": {},
+    "stacker": {},
+    "super_learner": {"n_estimators": 5, "n_splits": 3},
+}
+
+
+def gallery(
+    n_people: int = 5, photos: int | list[int] = 14, noise: float = 0.2, seed: int = 0, dim: int = 128
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings of ``n_people`` (fixed centres) with ``photos`` each; ``seed`` varies the noise."""
+    centres = np.random.default_rng(12345).normal(size=(n_people, dim))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    counts = [photos] * n_people if isinstance(photos, int) else photos
+    rng = np.random.default_rng(seed)
+    X = np.repeat(centres, counts, axis=0) + rng.normal(scale=noise, size=(sum(counts), dim))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    # Listed in reverse alphabetical order, so that classes_ (sorted) differs from first-seen order.
+    names = np.array(
+        [
+            f"person_{chr(ord('z') - i)}" if n_people <= 26 else f"person_{n_people - i:03d}"
+            for i in range(n_people)
+        ]
+    )
+    return X.astype(np.float32), np.repeat(names, counts)
+
+
+@pytest.fixture(scope="module")
+def train() -> tuple[np.ndarray, np.ndarray]:
+    return gallery(seed=0)
+
+
+@pytest.fixture(scope="module")
+def val() -> tuple[np.ndarray, np.ndarray]:
+    return gallery(photos=10, seed=1)
+
+
+@pytest.fixture(scope="module")
+def fitted(train: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
+    return {name: make_classifier(name, **FAST_PARAMS[name]).fit(*train) for name in CLASSIFIERS}
+
+
+def cancel_on_call(n: int) -> tuple[Callable[[], bool], list[int]]:
+    """A ``cancel`` that returns True from its ``n``-th call on, and the list counting its calls."""
+    calls = [0]
+
+    def cancel() -> bool:
+        calls[0] += 1
+        return calls[0] >= n
+
+    return cancel, calls
+
+
+# --------------------------------------------------------------------------------------------
+# Behaviour common to the three classifiers
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(CLASSIFIERS))
+def test_classifier_is_accurate_and_probabilities_follow_classes(
+    name: str,
+    fitted: dict[str, Any],
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+) -> None:
+    model = fitted[name]
+    X_val, y_val = val
+    assert list(model.classes_) == sorted(set(train[1]))
+    proba = model.predict_proba(X_val)
+    assert proba.shape == (len(X_val), 5)
+    assert np.all(proba >= 0)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)
+    # Column j is the probability of classes_[j]: the true person's column wins almost always.
+    true_column = np.searchsorted(model.classes_, y_val)
+    assert np.mean(np.argmax(proba, axis=1) == true_column) >= 0.9
+    assert np.mean(proba[np.arange(len(y_val)), true_column]) > 0.5
+    np.testing.assert_array_equal(model.predict(X_val), model.classes_[np.argmax(proba, axis=1)])
+    assert model.score(X_val, y_val) >= 0.9
+
+
+@pytest.mark.parametrize("name", list(CLASSIFIERS))
+def test_clone_refits_to_exactly_the_same_model(
+    name: str, fitted: dict[str, Any], train: tuple[np.ndarray, np.ndarray]
+) -> None:
+    model = fitted[name]
+    copy = clone(model)
+    assert copy.get_params() == model.get_params()
+    assert not hasattr(copy, "classes_")
+    # Seeded: a second fit gives bit-identical probabilities.
+    np.testing.assert_array_equal(copy.fit(*train).predict_proba(train[0]), model.predict_proba(train[0]))
+
+
+@pytest.mark.parametrize("name", list(CLASSIFIERS))
+def test_fitted_model_survives_pickling(
+    name: str, fitted: dict[str, Any], val: tuple[np.ndarray, np.ndarray]
+) -> None:
+    restored = pickle.loads(pickle.dumps(fitted[name]))
+    np.testing.assert_array_equal(restored.predict_proba(val[0]), fitted[name].predict_proba(val[0]))
+
+
+@pytest.mark.parametrize("name", list(CLASSIFIERS))
+def test_five_photos_per_person_and_four_people_work_with_progress(name: str) -> None:
+    # An operator enrolled with 5 photos; open-set evaluation leaves one person out (4 classes).
+    X, y = gallery(n_people=4, photos=5, noise=0.15)
+    X_val, y_val = gallery(n_people=4, photos=5, noise=0.15, seed=1)
+    reports: list[tuple[float, str]] = []
+    params = {"n_estimators": 5} if name == "super_learner" else {}  # default folds: 5, calibration 4
+    model = make_classifier(name, **params).fit(X, y, progress=lambda f, m: reports.append((f, m)))
+    assert len(model.classes_) == 4
+    assert model.score(X_val, y_val) >= 0.9
+    fractions = [f for f, _ in reports]
+    assert fractions[0] == 0.0 and fractions[-1] == 1.0
+    assert fractions == sorted(fractions)
+    assert all(isinstance(message, str) and message for _, message in reports)
+
+
+@pytest.mark.parametrize("name", list(CLASSIFIERS))
+def test_unequal_class_sizes_integer_labels_and_float64_input_work(name: str) -> None:
+    # The seed dataset's class sizes (14-22) plus an operator with 5 photos.
+    X, y = gallery(photos=[14, 17, 21, 5, 22], noise=0.15)
+    codes = np.unique(y, return_inverse=True)[1] + 10
+    model = make_classifier(name, **FAST_PARAMS[name]).fit(X.astype(np.float64), codes)
+    assert list(model.classes_) == [10, 11, 12, 13, 14]
+    X_val, y_val = gallery(photos=5, noise=0.15, seed=1)
+    assert model.score(X_val, np.unique(y_val, return_inverse=True)[1] + 10) >= 0.9
+
+
+@pytest.mark.parametrize("name", list(CLASSIFIERS))
+def test_a_person_with_one_photo_is_refused_with_their_name(name: str) -> None:
+    X, y = gallery(photos=[5, 5, 1, 5, 5])
+    with pytest.raises(ModelError, match=r"'person_x' has only 1 photo; at least 2"):
+        make_classifier(name, **FAST_PARAMS[name]).fit(X, y)
+
+
+@pytest.mark.parametrize("name", list(CLASSIFIERS))
+def test_a_single_person_is_refused(name: str) -> None:
+    X, y = gallery(n_people=1, photos=6)
+    with pytest.raises(ModelError, match="at least 2 people"):
+        make_classifier(name, **FAST_PARAMS[name]).fit(X, y)
+
+
+def test_errors_about_training_data_are_also_value_errors() -> None:
+    # scikit-learn's conventions (and its estimator checks) expect ValueError for unusable data.
+    assert issubclass(TrainingDataError, ModelError) and issubclass(TrainingDataError, ValueError)
+    assert issubclass(TrainingCancelled, ModelError)
+
+
+@pytest.mark.parametrize("name", ["svc", "stacker"])
+def test_two_photos_per_person_are_enough_for_svc_and_stacker(name: str) -> None:
+    X, y = gallery(photos=2, noise=0.05)
+    model = make_classifier(name).fit(X, y)
+    assert model.n_splits_ == 2
+    assert model.score(*gallery(photos=3, noise=0.05, seed=1)) >= 0.9
+
+
+def test_super_learner_asks_for_a_third_photo_when_its_svc_calibrates_inside_folds() -> None:
+    X, y = gallery(photos=[5, 2, 5, 5, 5], noise=0.1)
+    with pytest.raises(TrainingDataError, match=r"only 1 of the 2 photos of person 'person_y'; add photos"):
+        SuperLearner().fit(X, y)
+    without_svc = ["LogisticRegression", "GaussianNB", "KNeighborsClassifier", "DecisionTreeClassifier"]
+    model = SuperLearner(base_learners=without_svc).fit(X, y)
+    assert list(model.weights_[0]) == without_svc
+
+
+@pytest.mark.parametrize("name", list(CLASSIFIERS))
+@pytest.mark.parametrize("cancel_at", [1, 4])
+def test_cancel_raises_training_cancelled(
+    name: str, cancel_at: int, train: tuple[np.ndarray, np.ndarray]
+) -> None:
+    cancel, calls = cancel_on_call(cancel_at)
+    with pytest.raises(TrainingCancelled, match="cancelled"):
+        make_classifier(name, **FAST_PARAMS[name]).fit(*train, cancel=cancel)
+    assert calls[0] == cancel_at  # polled repeatedly during the fit, and stopped at once
+
+
+def test_cancel_is_honoured_inside_the_one_vs_rest_svm(monkeypatch: pytest.MonkeyPatch) -> None:
+    X, y = gallery(n_people=12, photos=4, noise=0.1)
+    batches = [0]
+    solve = classifiers._OvRLinearSVC._fit_many
+
+    def counting(self: Any, tasks: Any) -> Any:
+        batches[0] += 1
+        return solve(self, tasks)
+
+    monkeypatch.setattr(classifiers._OvRLinearSVC, "_fit_many", counting)
+    with pytest.raises(TrainingCancelled):
+        CalibratedSVC(multi_class="ovr").fit(X, y, cancel=lambda: batches[0] > 0)
+    # The first chunk of people (two batches) finished; the SVM's next checkpoint stopped the fit,
+    # long before the 5 calibration folds and the final SVM were done.
+    assert batches[0] == 2
+
+
+def test_no_sklearn_warnings_on_any_path(train: tuple[np.ndarray, np.ndarray]) -> None:
+    # pytestmark already turns warnings into errors; this states the requirement explicitly and
+    # also covers the large-gallery components forced on a small gallery.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        models = [
+            CalibratedSVC(multi_class="ovo"),
+            CalibratedSVC(multi_class="ovr", method="temperature", ensemble=True),
+            Stacker(mode="thesis"),
+            Stacker(mode="scalable"),
+            SuperLearner(base_learners=(*SCALABLE_BASE_LEARNERS, "SVC"), n_splits=3),
+        ]
+        for model in models:
+            assert model.fit(*train).score(*train) >= 0.9
+            restored = pickle.loads(pickle.dumps(model))  # the model file is a joblib pickle
+            np.testing.assert_array_equal(restored.predict_proba(train[0]), model.predict_proba(train[0]))
+
+
+# --------------------------------------------------------------------------------------------
+# Calibrated SVC
+# --------------------------------------------------------------------------------------------
+
+
+def test_svc_calibration_folds_adapt_to_the_smallest_class() -> None:
+    model = CalibratedSVC(cv=5).fit(*gallery(photos=[3, 9, 9, 9, 9]))
+    assert model.n_splits_ == 3
+    assert len(model.calibrated_.calibrated_classifiers_) == 1  # ensemble=False: one SVM on all photos
+
+
+def test_svc_never_uses_the_deprecated_probability_option(fitted: dict[str, Any]) -> None:
+    svm = fitted["svc"].calibrated_.estimator
+    assert svm.kernel == "linear"
+    assert svm.get_params()["probability"] in ("deprecated", False)
+
+
+def test_auto_strategies_switch_above_the_class_limit(
+    monkeypatch: pytest.MonkeyPatch, train: tuple[np.ndarray, np.ndarray]
+) -> None:
+    svc = CalibratedSVC().fit(*train)
+    assert (svc.multi_class_, svc.method_) == ("ovo", "sigmoid")
+    assert Stacker().fit(*train).mode_ == "thesis"
+    assert SuperLearner(n_estimators=2, n_splits=2).fit(*train).base_learner_names_ == BASE_LEARNER_NAMES
+    monkeypatch.setattr(classifiers, "MAX_THESIS_CLASSES", 4)
+    svc = CalibratedSVC().fit(*train)
+    assert (svc.multi_class_, svc.method_) == ("ovr", "temperature")
+    stacker = Stacker().fit(*train)
+    assert stacker.mode_ == "scalable"
+    assert isinstance(stacker.stack_.final_estimator_, classifiers._SharedLogisticRegression)
+    assert SuperLearner(n_splits=2).fit(*train).base_learner_names_ == SCALABLE_BASE_LEARNERS
+
+
+@pytest.mark.parametrize(("n_people", "photos"), [(2, 40), (30, 10)])
+def test_one_vs_rest_svm_matches_linear_svc(n_people: int, photos: int) -> None:
+    X, y = gallery(n_people=n_people, photos=photos, noise=0.2)
+    # A small working set forces several rounds of adding margin violators.
+    ours = classifiers._OvRLinearSVC(working_set=10).fit(X, y)
+    reference = LinearSVC(dual=True, tol=1e-4, max_iter=1000, random_state=0).fit(X.astype(np.float64), y)
+    assert ours.n_rounds_ >= 2
+    np.testing.assert_allclose(ours.coef_, reference.coef_, atol=2e-3)
+    np.testing.assert_allclose(ours.intercept_, reference.intercept_, atol=2e-3)
+    np.testing.assert_array_equal(ours.predict(X), reference.predict(X))
+
+
+def test_fast_gaussian_nb_matches_scikit_learn(train: tuple[np.ndarray, np.ndarray]) -> None:
+    X, y = train[0].astype(np.float64), train[1]  # the classifiers hand their base learners float64
+    ours = classifiers._GaussianNB().fit(X, y)
+    reference = GaussianNB().fit(X, y)
+    np.testing.assert_allclose(
+        ours.predict_joint_log_proba(X), reference.predict_joint_log_proba(X), rtol=1e-9
+    )
+    np.testing.assert_allclose(ours.predict_proba(X), reference.predict_proba(X), atol=1e-9)
+
+
+# --------------------------------------------------------------------------------------------
+# Stacker
+# --------------------------------------------------------------------------------------------
+
+
+def test_stacker_holds_the_five_thesis_models(fitted: dict[str, Any]) -> None:
+    stack = fitted["stacker"].stack_
+    assert list(stack.named_estimators_) == ["lr", "knn", "cart", "svm", "bayes"]
+    assert type(stack.final_estimator_).__name__ == "LogisticRegression"
+
+
+def test_shared_meta_model_weights_the_informative_base_model() -> None:
+    rng = np.random.default_rng(0)
+    n, n_classes = 400, 6
+    y = rng.integers(n_classes, size=n)
+    informative = 0.5 * np.eye(n_classes)[y] + 0.5 * rng.dirichlet(np.ones(n_classes), n)
+    noise = rng.dirichlet(np.ones(n_classes), n)
+    meta = classifiers._SharedLogisticRegression().fit(np.hstack([informative, noise]), y)
+    assert meta.coef_.shape == (2,)
+    assert meta.coef_[0] > 5 * abs(meta.coef_[1])
+    proba = meta.predict_proba(np.hstack([informative, noise]))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert np.mean(meta.predict(np.hstack([informative, noise])) == y) > 0.9
+
+
+def test_stacker_cv_scores_returns_fold_accuracies_per_model(train: tuple[np.ndarray, np.ndarray]) -> None:
+    reports: list[float] = []
+    scores = stacker_cv_scores(*train, n_splits=4, n_repeats=2, progress=lambda f, m: reports.append(f))
+    assert list(scores) == ["lr", "knn", "cart", "svm", "bayes", "stacking"]
+    for values in scores.values():
+        assert values.shape == (8,)
+        assert np.all((values >= 0) & (values <= 1))
+    assert scores["stacking"].mean() >= 0.85 and scores["lr"].mean() >= 0.85
+    assert reports[-1] == 1.0
+
+
+def test_stacker_cv_scores_adapts_folds_to_the_smallest_class() -> None:
+    scores = stacker_cv_scores(*gallery(photos=[4, 6, 6, 6, 6], noise=0.1), n_splits=10, n_repeats=1)
+    assert all(values.shape == (4,) for values in scores.values())
+
+
+def test_stacker_cv_scores_explains_when_a_fold_would_keep_one_photo() -> None:
+    with pytest.raises(TrainingDataError, match="everyone has at least 3"):
+        stacker_cv_scores(*gallery(photos=[2, 6, 6, 6, 6]), n_splits=10, n_repeats=1)
+
+
+def test_stacker_cv_scores_can_be_cancelled(train: tuple[np.ndarray, np.ndarray]) -> None:
+    cancel, _ = cancel_on_call(3)
+    with pytest.raises(TrainingCancelled):
+        stacker_cv_scores(*train, n_splits=3, n_repeats=1, cancel=cancel)
+
+
+# --------------------------------------------------------------------------------------------
+# Super Learner
+# --------------------------------------------------------------------------------------------
+
+
+def test_super_learner_weights_are_a_convex_combination(
+    fitted: dict[str, Any], val: tuple[np.ndarray, np.ndarray]
+) -> None:
+    model = fitted["super_learner"]
+    assert model.n_layers_ == 1 and len(model.weights_) == 1
+    weights = model.weights_[0]
+    assert tuple(weights) == BASE_LEARNER_NAMES
+    assert all(w >= 0 for w in weights.values())
+    assert sum(weights.values()) == pytest.approx(1.0)
+    assert tuple(model.base_learners_) == BASE_LEARNER_NAMES
+    assert model.base_learners_ is model.layers_[0]
+    assert set(model.fit_times_[0]) == set(BASE_LEARNER_NAMES)
+    # The weighted average is no worse (in OOF log loss) than the best single base learner.
+    assert model.oof_log_loss_[0] < 0.5
+
+    scores = model.base_learner_scores(*val)
+    assert tuple(scores) == BASE_LEARNER_NAMES
+    assert all(0 <= s <= 1 for s in scores.values())
+    assert scores["LogisticRegression"] >= 0.9
+
+
+def test_super_learner_prediction_is_the_weighted_average(
+    fitted: dict[str, Any], val: tuple[np.ndarray, np.ndarray]
+) -> None:
+    model = fitted["super_learner"]
+    X = val[0].astype(np.float64)
+    expected = sum(w * model.base_learners_[name].predict_proba(X) for name, w in model.weights_[0].items())
+    np.testing.assert_allclose(model.predict_proba(val[0]), expected, atol=1e-12)
+
+
+def test_simplex_weights_prefer_the_better_learner() -> None:
+    rng = np.random.default_rng(0)
+    good = np.clip(rng.normal(0.9, 0.05, 200), 0.01, 1)
+    poor = np.clip(rng.normal(0.3, 0.1, 200), 0.01, 1)
+    weights, loss = classifiers._simplex_weights(np.stack([poor, good], axis=1))
+    assert weights[1] > 0.9 and weights.sum() == pytest.approx(1.0) and np.all(weights >= 0)
+    assert loss == pytest.approx(-np.mean(np.log(np.stack([poor, good], axis=1) @ weights)))
+
+
+def test_deep_super_learner_keeps_layers_only_while_the_loss_falls() -> None:
+    X, y = gallery(noise=0.25)
+    learners = ["LogisticRegression", "GaussianNB", "KNeighborsClassifier", "ExtraTreesClassifier", "SVC"]
+    model = SuperLearner(deep=True, max_layers=4, base_learners=learners, n_estimators=20).fit(X, y)
+    assert 1 <= model.n_layers_ <= 4
+    assert len(model.layers_) == len(model.weights_) == len(model.oof_log_loss_) == model.n_layers_
+    losses = model.oof_log_loss_
+    assert all(later < earlier - model.tol for earlier, later in itertools.pairwise(losses))
+    if model.n_layers_ < 4:
+        # One more layer was fitted, did not improve enough, and was discarded.
+        assert len(model.candidate_log_loss_) == model.n_layers_ + 1
+        assert model.candidate_log_loss_[-1] > losses[-1] - model.tol
+    for weights in model.weights_:
+        assert sum(weights.values()) == pytest.approx(1.0) and min(weights.values()) >= 0
+    proba = model.predict_proba(*gallery(noise=0.25, seed=1)[:1])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert model.score(*gallery(noise=0.25, seed=1)) >= 0.85
+    # Layers after the first see the embeddings plus one probability column per person.
+    if model.n_layers_ > 1:
+        assert model.layers_[1]["LogisticRegression"].n_features_in_ == 128 + 5
+
+
+def test_deep_super_learner_stops_at_once_when_a_second_layer_cannot_help() -> None:
+    # Perfectly separated people: the first layer's OOF log loss is ~0 and cannot fall further.
+    X, y = gallery(noise=0.02)
+    model = SuperLearner(deep=True, base_learners=["LogisticRegression", "GaussianNB"]).fit(X, y)
+    assert model.n_layers_ == 1
+    assert len(model.candidate_log_loss_) == 2
+
+
+def test_super_learner_rejects_unknown_base_learners(train: tuple[np.ndarray, np.ndarray]) -> None:
+    with pytest.raises(ModelError, match="base_learners"):
+        SuperLearner(base_learners=["LogisticRegression", "XGBClassifier"]).fit(*train)
+
+
+# --------------------------------------------------------------------------------------------
+# Registry, parameters, contract
+# --------------------------------------------------------------------------------------------
+
+
+def test_make_classifier_knows_the_three_names() -> None:
+    assert set(CLASSIFIERS) == {"svc", "stacker", "super_learner"}
+    assert isinstance(make_classifier("svc", C=2.0), CalibratedSVC)
+    assert isinstance(make_classifier("stacker"), Stacker)
+    assert isinstance(make_classifier("super_learner", deep=True), SuperLearner)
+    with pytest.raises(ModelError, match="Unknown classifier 'mlp'; choose one of"):
+        make_classifier("mlp")
+    with pytest.raises(ModelError, match="does not accept"):
+        make_classifier("svc", kernel="rbf")
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        CalibratedSVC(cv=1),
+        CalibratedSVC(C=0),
+        CalibratedSVC(method="beta"),
+        Stacker(mode="fast"),
+        SuperLearner(n_splits=1),
+    ],
+    ids=repr,
+)
+def test_invalid_parameters_are_reported_by_fit(model: Any, train: tuple[np.ndarray, np.ndarray]) -> None:
+    with pytest.raises(ModelError, match="Parameter"):
+        model.fit(*train)
+
+
+def test_classifiers_module_does_not_need_qt() -> None:
+    code = "import sys; sys.modules['PySide6'] = None; import core.classifiers"
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        # Two folds and quick base learners keep this fast; the contract does not depend on them.
+        CalibratedSVC(cv=2),
+        CalibratedSVC(cv=2, multi_class="ovr"),
+        Stacker(cv=2),
+        Stacker(cv=2, mode="scalable"),
+        SuperLearner(base_learners=["LogisticRegression", "GaussianNB", "KNeighborsClassifier"], n_splits=2),
+    ],
+    ids=lambda model: repr(model).replace("\n", "").replace(" ", ""),
+)
+def test_scikit_learn_estimator_checks(model: Any) -> None:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.utils.estimator_checks import check_estimator
+
+    with warnings.catch_warnings():
+        # check_fit_idempotent fits random labels on points around x = 100, where liblinear's
+        # dual solver (the one-vs-rest SVM) runs out of iterations; embeddings never look like that.
+        warnings.filterwarnings("ignore", category=ConvergenceWarning, message="Liblinear failed to converge")
+        check_estimator(model, on_skip=None)
