@@ -1,0 +1,476 @@
+"""Face tracks on live video: one person crossing the gate is one track, one decision, one event.
+
+Detection and recognition cost far more than a frame interval, so they run on some frames only
+(:mod:`core.monitor` runs them in their own thread on the newest frame).  Between them,
+:class:`Tracker` keeps every face's box up to date by optical flow (:class:`FlowShifter`, pyramidal
+Lucas-Kanade on a small grey copy of each frame), and merges each recognition pass into its tracks
+by overlap (IoU).
+
+Naming a track
+--------------
+Every recognition pass adds an *observation* to the face's track: the open-set decision (a name or
+unknown), the three models' probabilities, the gallery distance, and a weight from the face's size,
+the detector's confidence and how frontal it is.  A track stays **checking** until its last
+``votes_needed`` observations agree *and* that outcome holds at least ``min_share`` of the weighted
+votes in the track's window; it is then **named** (an enrolled person) or **unknown**.  A track that
+keeps disagreeing with itself is declared unknown after ``give_up_after`` observations: a security
+product never names someone on inconsistent evidence.
+
+A decided track keeps being observed.  If ``votes_needed`` consecutive observations then agree on
+another outcome (two people swapped boxes, or the first decision was wrong) the track is decided
+again and a new decision is reported.  A track that leaves before it was decided is reported as
+``undecided`` if it was observed at all, so that every face that passed is on record.
+
+Everything here runs in one thread (the monitor's overlay thread); only :meth:`Tracker.snapshot`
+output (frozen :class:`TrackView` objects) crosses threads.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from core.types import UNKNOWN, Box, FaceResult, Point
+
+__all__ = [
+    "FlowShifter",
+    "Observation",
+    "TrackDecision",
+    "TrackState",
+    "TrackView",
+    "Tracker",
+    "TrackerOptions",
+    "iou",
+    "observation_weight",
+]
+
+
+class TrackState(str, Enum):
+    """Where a track stands."""
+
+    CHECKING = "checking"
+    NAMED = "named"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class TrackerOptions:
+    """How tracks are matched, named and ended.
+
+    Attributes
+    ----------
+    iou_match
+        Smallest overlap between a track's box and a new detection for them to be the same face.
+    lost_after_s
+        A track that no recognition pass has seen for this long has left; it ends.
+    votes_needed
+        Consecutive agreeing observations before a track is named or called unknown.
+    min_share
+        Share of the weighted votes in the window that outcome must also hold.
+    window
+        Observations kept per track for the vote and the displayed figures.
+    give_up_after
+        Observations without a decision after which the track is declared unknown.
+    """
+
+    iou_match: float = 0.3
+    lost_after_s: float = 1.0
+    votes_needed: int = 3
+    min_share: float = 0.6
+    window: int = 12
+    give_up_after: int = 10
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.iou_match <= 1.0:
+            raise ValueError("iou_match must lie in (0, 1].")
+        if self.votes_needed < 1 or self.window < self.votes_needed:
+            raise ValueError("votes_needed must be at least 1 and no larger than window.")
+        if self.give_up_after < self.votes_needed:
+            raise ValueError("give_up_after must be at least votes_needed.")
+        if not 0.5 <= self.min_share <= 1.0:
+            raise ValueError("min_share must lie between 0.5 and 1.")
+        if self.lost_after_s <= 0:
+            raise ValueError("lost_after_s must be positive.")
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One recognition pass's view of one face."""
+
+    frame_index: int
+    captured: float
+    result: FaceResult
+    weight: float
+    thumbnail: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def outcome(self) -> str:
+        """The identity this observation votes for: an enrolled id, or :data:`UNKNOWN`."""
+        return self.result.decision.identity if self.result.decision.accepted else UNKNOWN
+
+
+@dataclass(frozen=True)
+class TrackView:
+    """What a track looks like now: drawn on the overlay, shown in the side panel.
+
+    ``models`` maps each model to ``(identity, probability)``: its favourite person over the
+    track's window, with the mean probability it gave them.  ``distance`` is the median gallery
+    distance of the window's observations of the track's identity (or of all of them while
+    checking).  Times are ``time.monotonic()`` seconds of the frames concerned.
+    """
+
+    id: int
+    camera: str
+    box: Box
+    landmarks: tuple[Point, ...]
+    state: TrackState
+    identity: str
+    reason: str
+    models: dict[str, tuple[str, float]] = field(hash=False)
+    distance: float
+    threshold: float
+    observations: int
+    first_seen: float
+    last_seen: float
+    decided_at: float | None
+    frames_since_detection: int
+    gallery_only: bool = False
+
+    @property
+    def label(self) -> str:
+        """``checking…``, ``unknown`` or the person's id."""
+        if self.state is TrackState.CHECKING:
+            return "checking…"
+        return UNKNOWN if self.state is TrackState.UNKNOWN else self.identity
+
+
+@dataclass(frozen=True)
+class TrackDecision:
+    """A decision to record: a track was named, called unknown, changed its mind, or left undecided.
+
+    ``kind`` is ``"decided"``, ``"changed"`` or ``"undecided"``; ``previous`` is the identity the
+    track had before a change.  ``latency`` is seconds from the track's first frame to the frame
+    that settled it.  ``thumbnail`` is an RGB crop of the face from the track's best observation.
+    """
+
+    kind: str
+    track: TrackView
+    previous: str | None
+    latency: float | None
+    thumbnail: np.ndarray | None = field(default=None, compare=False, repr=False)
+    model_version: str = ""
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two ``(x, y, w, h)`` boxes."""
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    ix = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    iy = max(0, min(ay + ah, by + bh) - max(ay, by))
+    inter = ix * iy
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
+
+
+def observation_weight(result: FaceResult, reference_size: int = 112) -> float:
+    """How much one observation counts: bigger, surer, more frontal faces count more.
+
+    ``min(1, size / reference_size) * confidence * frontal``, where ``frontal`` falls from 1 for a
+    face looking at the camera to 0.25 for one turned well away (yaw from the landmarks).  Never 0,
+    so that every observation still counts a little.
+    """
+    from core.quality import pose
+
+    det = result.detection
+    size = min(1.0, det.size / float(reference_size))
+    yaw, _ = pose(det)
+    frontal = 0.25 if not math.isfinite(yaw) else max(0.25, 1.0 - 2.0 * abs(yaw))
+    return max(1e-3, size * float(det.confidence) * frontal)
+
+
+def _shift_box(box: Box, dx: float, dy: float, scale: float) -> Box:
+    x, y, w, h = box
+    cx, cy = x + w / 2 + dx, y + h / 2 + dy
+    nw, nh = w * scale, h * scale
+    return (round(cx - nw / 2), round(cy - nh / 2), max(1, round(nw)), max(1, round(nh)))
+
+
+class FlowShifter:
+    """Moves boxes from one frame to another by pyramidal Lucas-Kanade optical flow.
+
+    Frames are reduced to a grey image ``width`` pixels wide (:meth:`prepare`); flow on that costs
+    about a millisecond per face.  A box moves by the median displacement of a grid of points inside
+    it and scales by the median change of their spread; boxes whose points cannot be followed stay
+    where they are.
+    """
+
+    def __init__(self, width: int = 320, grid: int = 5) -> None:
+        self.width = width
+        self.grid = grid
+
+    def prepare(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        """A small grey copy of an RGB frame and its scale (small pixels per frame pixel)."""
+        import cv2
+
+        h, w = image.shape[:2]
+        scale = min(1.0, self.width / float(w))
+        small = image if scale >= 1.0 else cv2.resize(image, (round(w * scale), round(h * scale)),
+                                                      interpolation=cv2.INTER_AREA)
+        return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), scale
+
+    def shift(self, before: tuple[np.ndarray, float], after: tuple[np.ndarray, float],
+              boxes: Sequence[Box]) -> list[tuple[float, float, float] | None]:
+        """``(dx, dy, scale)`` in frame pixels for each box, or ``None`` where flow failed."""
+        import cv2
+
+        if not boxes:
+            return []
+        gray0, s = before
+        gray1, s1 = after
+        if gray0.shape != gray1.shape or abs(s - s1) > 1e-9:
+            return [None] * len(boxes)
+        points = []
+        for x, y, w, h in boxes:
+            # Inner 60 % of the box: the face, not the background at its corners.
+            xs = np.linspace(x + 0.2 * w, x + 0.8 * w, self.grid)
+            ys = np.linspace(y + 0.2 * h, y + 0.8 * h, self.grid)
+            points.append(np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2))
+        p0 = (np.concatenate(points) * s).astype(np.float32).reshape(-1, 1, 2)
+        criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)
+        flow: Any = cv2.calcOpticalFlowPyrLK
+        p1, status, _ = flow(gray0, gray1, p0, None, winSize=(15, 15), maxLevel=3, criteria=criteria)
+        out: list[tuple[float, float, float] | None] = []
+        n = self.grid * self.grid
+        for i in range(len(boxes)):
+            ok = status[i * n:(i + 1) * n, 0] == 1
+            if ok.sum() < max(3, n // 3):
+                out.append(None)
+                continue
+            a = p0[i * n:(i + 1) * n, 0][ok] / s
+            b = p1[i * n:(i + 1) * n, 0][ok] / s
+            d = np.median(b - a, axis=0)
+            spread_a = np.linalg.norm(a - a.mean(axis=0), axis=1)
+            spread_b = np.linalg.norm(b - b.mean(axis=0), axis=1)
+            keep = spread_a > 1e-3
+            scale = float(np.median(spread_b[keep] / spread_a[keep])) if keep.any() else 1.0
+            out.append((float(d[0]), float(d[1]), min(1.25, max(0.8, scale))))
+        return out
+
+
+class _Track:
+    def __init__(self, track_id: int, camera: str, obs: Observation, box: Box, landmarks: tuple[Point, ...],
+                 window: int) -> None:
+        self.id = track_id
+        self.camera = camera
+        self.box = box
+        self.landmarks = landmarks
+        self.first_seen = obs.captured
+        self.last_seen = obs.captured
+        self.observations: deque[Observation] = deque(maxlen=window)
+        self.total = 0
+        self.state = TrackState.CHECKING
+        self.identity = UNKNOWN
+        self.reason = "checking"
+        self.decided_at: float | None = None
+        self.frames_since_detection = 0
+        self.best: Observation | None = None
+        self.reported_undecided = False
+
+
+class Tracker:
+    """Tracks of one camera's faces (see the module docstring).
+
+    Parameters
+    ----------
+    camera
+        Name put on every track.
+    options
+        Matching and voting rules.
+    """
+
+    def __init__(self, camera: str, options: TrackerOptions | None = None) -> None:
+        self.camera = camera
+        self.options = options or TrackerOptions()
+        self._tracks: list[_Track] = []
+        self._next_id = 1
+
+    def __len__(self) -> int:
+        return len(self._tracks)
+
+    # -- motion between recognition passes ----------------------------------------------------
+
+    def move(self, shifts: Sequence[tuple[float, float, float] | None]) -> None:
+        """Apply per-track ``(dx, dy, scale)`` shifts, in the order of :meth:`boxes`."""
+        for track, shift in zip(self._tracks, shifts):
+            track.frames_since_detection += 1
+            if shift is None:
+                continue
+            dx, dy, scale = shift
+            track.box = _shift_box(track.box, dx, dy, scale)
+            cx, cy = track.box[0] + track.box[2] / 2, track.box[1] + track.box[3] / 2
+            track.landmarks = tuple(
+                (cx + (px - cx + dx) * scale, cy + (py - cy + dy) * scale) for px, py in track.landmarks)
+
+    def boxes(self) -> list[Box]:
+        """Current boxes of the tracks (the order :meth:`move` expects)."""
+        return [t.box for t in self._tracks]
+
+    # -- recognition passes ---------------------------------------------------------------------
+
+    def observe(self, observations: Sequence[tuple[Observation, Box, tuple[Point, ...]]]) -> list[TrackDecision]:
+        """Merge one recognition pass: each observation with its face's box and landmarks *now*.
+
+        Returns the decisions this pass settled (named, unknown, or changed).
+        """
+        opts = self.options
+        pairs = []
+        for i, (_, box, _) in enumerate(observations):
+            for j, track in enumerate(self._tracks):
+                overlap = iou(box, track.box)
+                if overlap >= opts.iou_match:
+                    pairs.append((overlap, i, j))
+        pairs.sort(reverse=True)
+        matched_obs: dict[int, int] = {}
+        used_tracks: set[int] = set()
+        for _, i, j in pairs:
+            if i in matched_obs or j in used_tracks:
+                continue
+            matched_obs[i] = j
+            used_tracks.add(j)
+        decisions = []
+        for i, (obs, box, landmarks) in enumerate(observations):
+            if i in matched_obs:
+                track = self._tracks[matched_obs[i]]
+                track.box, track.landmarks = box, landmarks
+            else:
+                track = _Track(self._next_id, self.camera, obs, box, landmarks, opts.window)
+                self._next_id += 1
+                self._tracks.append(track)
+            decision = self._add(track, obs)
+            if decision is not None:
+                decisions.append(decision)
+        return decisions
+
+    def _add(self, track: _Track, obs: Observation) -> TrackDecision | None:
+        opts = self.options
+        track.observations.append(obs)
+        track.total += 1
+        track.last_seen = max(track.last_seen, obs.captured)
+        track.frames_since_detection = 0
+        if track.best is None or obs.weight >= track.best.weight:
+            track.best = obs
+        recent = list(track.observations)[-opts.votes_needed:]
+        outcomes = {o.outcome for o in recent}
+        consistent = len(recent) == opts.votes_needed and len(outcomes) == 1
+        if track.state is TrackState.CHECKING:
+            if consistent:
+                outcome = recent[0].outcome
+                share = self._share(track, outcome)
+                if share >= opts.min_share:
+                    return self._decide(track, outcome, obs, "decided", None,
+                                        f"{opts.votes_needed} consistent frames, {share:.0%} of the votes")
+            if track.total >= opts.give_up_after:
+                tally = self._tally(track)
+                summary = ", ".join(f"{k} {v:.0%}" for k, v in sorted(tally.items(), key=lambda kv: -kv[1])[:3])
+                return self._decide(track, UNKNOWN, obs, "decided", None,
+                                    f"no consistent identity after {track.total} frames ({summary})")
+            return None
+        if consistent and recent[0].outcome != track.identity:
+            previous = track.identity
+            share = self._share(track, recent[0].outcome)
+            return self._decide(track, recent[0].outcome, obs, "changed", previous,
+                                f"changed from {previous}: {opts.votes_needed} consistent frames, "
+                                f"{share:.0%} of the votes")
+        return None
+
+    @staticmethod
+    def _tally(track: _Track) -> dict[str, float]:
+        total = sum(o.weight for o in track.observations)
+        tally: dict[str, float] = {}
+        for o in track.observations:
+            tally[o.outcome] = tally.get(o.outcome, 0.0) + o.weight / total
+        return tally
+
+    def _share(self, track: _Track, outcome: str) -> float:
+        return self._tally(track).get(outcome, 0.0)
+
+    def _decide(self, track: _Track, outcome: str, obs: Observation, kind: str, previous: str | None,
+                why: str) -> TrackDecision:
+        track.state = TrackState.UNKNOWN if outcome == UNKNOWN else TrackState.NAMED
+        track.identity = outcome
+        last = obs.result.decision
+        track.reason = f"{why}; {last.reason}" if last.identity == outcome or outcome == UNKNOWN else why
+        track.decided_at = obs.captured
+        view = self._view(track)
+        best = self._best_for(track, outcome)
+        return TrackDecision(kind, view, previous, obs.captured - track.first_seen,
+                             best.thumbnail if best is not None else None, obs.result.model_version)
+
+    @staticmethod
+    def _best_for(track: _Track, outcome: str) -> Observation | None:
+        same = [o for o in track.observations if o.outcome == outcome]
+        return max(same, key=lambda o: o.weight) if same else track.best
+
+    # -- ending tracks ----------------------------------------------------------------------------
+
+    def expire(self, now: float) -> list[TrackDecision]:
+        """End tracks not seen for ``lost_after_s``; report those that left undecided."""
+        out = []
+        keep = []
+        for track in self._tracks:
+            if now - track.last_seen <= self.options.lost_after_s:
+                keep.append(track)
+                continue
+            if track.state is TrackState.CHECKING and track.total > 0:
+                tally = self._tally(track)
+                summary = ", ".join(f"{k} {v:.0%}" for k, v in sorted(tally.items(), key=lambda kv: -kv[1])[:3])
+                track.reason = f"left after {track.total} frame(s) before a decision ({summary})"
+                best = track.best
+                out.append(TrackDecision("undecided", self._view(track), None, None,
+                                         best.thumbnail if best is not None else None,
+                                         best.result.model_version if best is not None else ""))
+        self._tracks = keep
+        return out
+
+    def clear(self) -> list[TrackDecision]:
+        """End every track (the camera stopped); report those that were undecided."""
+        return self.expire(math.inf)
+
+    # -- views ------------------------------------------------------------------------------------
+
+    def snapshot(self) -> tuple[TrackView, ...]:
+        """Frozen views of all current tracks."""
+        return tuple(self._view(t) for t in self._tracks)
+
+    def _view(self, track: _Track) -> TrackView:
+        window = list(track.observations)
+        focus = [o for o in window if o.outcome == track.identity] if track.state is not TrackState.CHECKING else window
+        focus = focus or window
+        models: dict[str, tuple[str, float]] = {}
+        for name in sorted({v.model for o in window for v in o.result.votes}):
+            # Candidates: whoever this model favoured in the window (and the track's person).
+            candidates = {v.identity for o in window for v in o.result.votes if v.model == name}
+            if track.state is TrackState.NAMED:
+                candidates.add(track.identity)
+            means = {c: sum(float(o.result.probabilities.get(name, {}).get(c, 0.0)) for o in window) / len(window)
+                     for c in candidates}
+            models[name] = max(means.items(), key=lambda kv: (kv[1], kv[0]))
+        distances = [o.result.decision.distance for o in focus]
+        last: Any = window[-1].result if window else None
+        return TrackView(
+            id=track.id, camera=track.camera, box=track.box, landmarks=track.landmarks, state=track.state,
+            identity=track.identity if track.state is not TrackState.CHECKING else UNKNOWN,
+            reason=track.reason, models=models,
+            distance=float(np.median(distances)) if distances else math.nan,
+            threshold=float(last.decision.threshold) if last is not None else math.nan,
+            observations=track.total, first_seen=track.first_seen, last_seen=track.last_seen,
+            decided_at=track.decided_at, frames_since_detection=track.frames_since_detection,
+            gallery_only=bool(last is not None and "gallery only" in last.decision.reason
+                              and track.state is TrackState.NAMED),
+        )
