@@ -19,7 +19,9 @@ product never names someone on inconsistent evidence.
 A decided track keeps being observed.  If ``votes_needed`` consecutive observations then agree on
 another outcome (two people swapped boxes, or the first decision was wrong) the track is decided
 again and a new decision is reported.  A track that leaves before it was decided is reported as
-``undecided`` if it was observed at all, so that every face that passed is on record.
+``undecided`` if it was observed at least ``min_observations_to_report`` times (default 2), so that
+every face that passed is on record; a single glimpse (in practice a face crossing the frame's edge)
+is only counted.
 
 Everything here runs in one thread (the monitor's overlay thread); only :meth:`Tracker.snapshot`
 output (frozen :class:`TrackView` objects) crosses threads.
@@ -77,6 +79,10 @@ class TrackerOptions:
         Observations kept per track for the vote and the displayed figures.
     give_up_after
         Observations without a decision after which the track is declared unknown.
+    min_observations_to_report
+        A track that leaves undecided is reported only if it was observed at least this often;
+        fewer is a glimpse (usually a face crossing the frame's edge), counted in
+        :attr:`Tracker.glimpses` but not recorded.
     """
 
     iou_match: float = 0.3
@@ -85,6 +91,7 @@ class TrackerOptions:
     min_share: float = 0.6
     window: int = 12
     give_up_after: int = 10
+    min_observations_to_report: int = 2
 
     def __post_init__(self) -> None:
         if not 0.0 < self.iou_match <= 1.0:
@@ -108,6 +115,8 @@ class Observation:
     result: FaceResult
     weight: float
     thumbnail: np.ndarray | None = field(default=None, compare=False, repr=False)
+    partial: bool = False
+    """The face is cut by the frame's edge: it moves the track but does not vote."""
 
     @property
     def outcome(self) -> str:
@@ -194,6 +203,44 @@ def observation_weight(result: FaceResult, reference_size: int = 112) -> float:
     return max(1e-3, size * float(det.confidence) * frontal)
 
 
+def _match_score(a: Box, b: Box, min_iou: float) -> float:
+    """How well a detection matches a track's box; 0 for no match.
+
+    Boxes match when their IoU reaches ``min_iou``, or when they are of similar size and their centres
+    lie within three quarters of a face of each other (a fast walker between two recognition passes).  The score
+    orders candidate pairs: the IoU, never below a small positive floor for a centre match.
+    """
+    overlap = iou(a, b)
+    if overlap >= min_iou:
+        return overlap
+    size_a, size_b = max(a[2], a[3]), max(b[2], b[3])
+    if min(size_a, size_b) <= 0 or max(size_a, size_b) > 1.5 * min(size_a, size_b):
+        return 0.0
+    centre = math.hypot(a[0] + a[2] / 2 - b[0] - b[2] / 2, a[1] + a[3] / 2 - b[1] - b[3] / 2)
+    reach = 0.75 * max(size_a, size_b)
+    return max(overlap, 1e-3 * (1.0 - centre / reach)) if centre < reach else 0.0
+
+
+def _carry(detection: Any, then: Box, now: Box) -> tuple[Box, tuple[Point, ...]]:
+    """A detection made when the track's box was ``then``, carried to where the track is ``now``."""
+    dx = now[0] + now[2] / 2 - then[0] - then[2] / 2
+    dy = now[1] + now[3] / 2 - then[1] - then[3] / 2
+    scale = max(now[2], 1) / max(then[2], 1)
+    x, y, w, h = detection.box
+    cx, cy = x + w / 2, y + h / 2
+    box = (round(cx + dx - w * scale / 2), round(cy + dy - h * scale / 2), round(w * scale), round(h * scale))
+    marks = tuple((cx + dx + (px - cx) * scale, cy + dy + (py - cy) * scale) for px, py in detection.landmarks)
+    return box, marks
+
+
+def _inside_share(box: Box, frame_size: tuple[int, int]) -> float:
+    x, y, w, h = box
+    width, height = frame_size
+    ix = max(0, min(x + w, width) - max(x, 0))
+    iy = max(0, min(y + h, height) - max(y, 0))
+    return ix * iy / max(1, w * h)
+
+
 def _shift_box(box: Box, dx: float, dy: float, scale: float) -> Box:
     x, y, w, h = box
     cx, cy = x + w / 2 + dx, y + h / 2 + dy
@@ -206,13 +253,16 @@ class FlowShifter:
 
     Frames are reduced to a grey image ``width`` pixels wide (:meth:`prepare`); flow on that costs
     about a millisecond per face.  A box moves by the median displacement of a grid of points inside
-    it and scales by the median change of their spread; boxes whose points cannot be followed stay
-    where they are.
+    it and scales by the median change of their spread (at most ``max_scale`` per call); points
+    that do not flow back to within ``max_error`` small pixels of where they started are ignored, and
+    a box that keeps fewer than half of its points stays where it is.
     """
 
-    def __init__(self, width: int = 320, grid: int = 5) -> None:
+    def __init__(self, width: int = 320, grid: int = 5, max_error: float = 1.0, max_scale: float = 1.15) -> None:
         self.width = width
         self.grid = grid
+        self.max_error = max_error
+        self.max_scale = max_scale
 
     def prepare(self, image: np.ndarray) -> tuple[np.ndarray, float]:
         """A small grey copy of an RGB frame and its scale (small pixels per frame pixel)."""
@@ -245,11 +295,16 @@ class FlowShifter:
         criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)
         flow: Any = cv2.calcOpticalFlowPyrLK
         p1, status, _ = flow(gray0, gray1, p0, None, winSize=(15, 15), maxLevel=3, criteria=criteria)
+        # Forward-backward check: a point that does not flow back to where it started was lost
+        # (the face left, or was covered); a box whose points are mostly lost stays where it is.
+        back, status_back, _ = flow(gray1, gray0, p1, None, winSize=(15, 15), maxLevel=3, criteria=criteria)
+        good = ((status[:, 0] == 1) & (status_back[:, 0] == 1)
+                & (np.linalg.norm((back - p0)[:, 0], axis=1) < self.max_error))
         out: list[tuple[float, float, float] | None] = []
         n = self.grid * self.grid
         for i in range(len(boxes)):
-            ok = status[i * n:(i + 1) * n, 0] == 1
-            if ok.sum() < max(3, n // 3):
+            ok = good[i * n:(i + 1) * n]
+            if ok.sum() < max(3, n // 2):
                 out.append(None)
                 continue
             a = p0[i * n:(i + 1) * n, 0][ok] / s
@@ -259,7 +314,7 @@ class FlowShifter:
             spread_b = np.linalg.norm(b - b.mean(axis=0), axis=1)
             keep = spread_a > 1e-3
             scale = float(np.median(spread_b[keep] / spread_a[keep])) if keep.any() else 1.0
-            out.append((float(d[0]), float(d[1]), min(1.25, max(0.8, scale))))
+            out.append((float(d[0]), float(d[1]), min(self.max_scale, max(1.0 / self.max_scale, scale))))
         return out
 
 
@@ -280,7 +335,43 @@ class _Track:
         self.decided_at: float | None = None
         self.frames_since_detection = 0
         self.best: Observation | None = None
-        self.reported_undecided = False
+        # (frame index, box) of the last frames: a recognition pass is matched against where the
+        # track was in *its* frame, so no optical flow is needed to tell who is who.
+        self.history: deque[tuple[int, Box]] = deque(maxlen=128)
+        # Pixels per frame between the last two detections: moves the box when optical flow
+        # loses the face (a face entering across the frame's edge has half its points outside).
+        self.velocity = (0.0, 0.0)
+        self.last_detection: tuple[int, Box] | None = None
+
+    def detected(self, frame_index: int, box: Box) -> None:
+        last = self.last_detection
+        if last is not None and frame_index > last[0]:
+            frames = frame_index - last[0]
+            self.velocity = ((box[0] + box[2] / 2 - last[1][0] - last[1][2] / 2) / frames,
+                             (box[1] + box[3] / 2 - last[1][1] - last[1][3] / 2) / frames)
+        if last is None or frame_index > last[0]:
+            self.last_detection = (frame_index, box)
+
+    def box_at(self, frame_index: int) -> Box | None:
+        """The box in frame ``frame_index``, interpolated between recorded frames; ``None`` if unknown."""
+        before: tuple[int, Box] | None = None
+        for index, box in self.history:
+            if index == frame_index:
+                return box
+            if index > frame_index:
+                if before is None:
+                    return None
+                t = (frame_index - before[0]) / (index - before[0])
+                return tuple(round(a + t * (b - a)) for a, b in zip(before[1], box))  # type: ignore[return-value]
+            before = (index, box)
+        return before[1] if before is not None else None
+
+    def record(self, frame_index: int | None) -> None:
+        if frame_index is None:
+            return
+        while self.history and self.history[-1][0] >= frame_index:
+            self.history.pop()
+        self.history.append((frame_index, self.box))
 
 
 class Tracker:
@@ -299,23 +390,29 @@ class Tracker:
         self.options = options or TrackerOptions()
         self._tracks: list[_Track] = []
         self._next_id = 1
+        self.glimpses = 0
 
     def __len__(self) -> int:
         return len(self._tracks)
 
     # -- motion between recognition passes ----------------------------------------------------
 
-    def move(self, shifts: Sequence[tuple[float, float, float] | None]) -> None:
-        """Apply per-track ``(dx, dy, scale)`` shifts, in the order of :meth:`boxes`."""
+    def move(self, shifts: Sequence[tuple[float, float, float] | None], frame_index: int | None = None) -> None:
+        """Apply per-track ``(dx, dy, scale)`` shifts, in the order of :meth:`boxes`, for frame ``frame_index``."""
         for track, shift in zip(self._tracks, shifts):
             track.frames_since_detection += 1
             if shift is None:
-                continue
+                vx, vy = track.velocity
+                if track.frames_since_detection > 25 or (vx == 0.0 and vy == 0.0):
+                    track.record(frame_index)
+                    continue
+                shift = (vx, vy, 1.0)
             dx, dy, scale = shift
             track.box = _shift_box(track.box, dx, dy, scale)
             cx, cy = track.box[0] + track.box[2] / 2, track.box[1] + track.box[3] / 2
             track.landmarks = tuple(
                 (cx + (px - cx + dx) * scale, cy + (py - cy + dy) * scale) for px, py in track.landmarks)
+            track.record(frame_index)
 
     def boxes(self) -> list[Box]:
         """Current boxes of the tracks (the order :meth:`move` expects)."""
@@ -323,17 +420,27 @@ class Tracker:
 
     # -- recognition passes ---------------------------------------------------------------------
 
-    def observe(self, observations: Sequence[tuple[Observation, Box, tuple[Point, ...]]]) -> list[TrackDecision]:
-        """Merge one recognition pass: each observation with its face's box and landmarks *now*.
+    def observe(self, observations: Sequence[tuple[Observation, Box, tuple[Point, ...]]],
+                frame_index: int | None = None) -> list[TrackDecision]:
+        """Merge one recognition pass into the tracks, in frame ``frame_index``.
+
+        Each observation comes with an estimate of its face's box and landmarks in the current frame
+        (its detection moved by optical flow), used for a face no track knows.  A face is matched to
+        a track by comparing its detection with the track's box *in the pass's frame*
+        (:attr:`Observation.frame_index`); the matched track then takes the detected box, carried
+        forward by the track's own motion since that frame.
 
         Returns the decisions this pass settled (named, unknown, or changed).
         """
         opts = self.options
         pairs = []
-        for i, (_, box, _) in enumerate(observations):
+        for i, (obs, estimate, _) in enumerate(observations):
+            detected = obs.result.detection.box
             for j, track in enumerate(self._tracks):
-                overlap = iou(box, track.box)
-                if overlap >= opts.iou_match:
+                then = track.box_at(obs.frame_index)
+                overlap = (_match_score(detected, then, opts.iou_match) if then is not None
+                           else _match_score(estimate, track.box, opts.iou_match))
+                if overlap > 0.0:
                     pairs.append((overlap, i, j))
         pairs.sort(reverse=True)
         matched_obs: dict[int, int] = {}
@@ -344,14 +451,24 @@ class Tracker:
             matched_obs[i] = j
             used_tracks.add(j)
         decisions = []
-        for i, (obs, box, landmarks) in enumerate(observations):
+        for i, (obs, estimate, landmarks) in enumerate(observations):
             if i in matched_obs:
                 track = self._tracks[matched_obs[i]]
-                track.box, track.landmarks = box, landmarks
+                then = track.box_at(obs.frame_index)
+                if then is not None and then != track.box:
+                    track.box, track.landmarks = _carry(obs.result.detection, then, track.box)
+                elif then is not None:
+                    track.box, track.landmarks = obs.result.detection.box, obs.result.detection.landmarks
+                else:
+                    track.box, track.landmarks = estimate, landmarks
             else:
-                track = _Track(self._next_id, self.camera, obs, box, landmarks, opts.window)
+                track = _Track(self._next_id, self.camera, obs, estimate, landmarks, opts.window)
                 self._next_id += 1
                 self._tracks.append(track)
+                if frame_index is not None and frame_index != obs.frame_index:
+                    track.history.append((obs.frame_index, obs.result.detection.box))
+            track.record(frame_index)
+            track.detected(obs.frame_index, obs.result.detection.box)
             decision = self._add(track, obs)
             if decision is not None:
                 decisions.append(decision)
@@ -359,10 +476,12 @@ class Tracker:
 
     def _add(self, track: _Track, obs: Observation) -> TrackDecision | None:
         opts = self.options
-        track.observations.append(obs)
-        track.total += 1
         track.last_seen = max(track.last_seen, obs.captured)
         track.frames_since_detection = 0
+        if obs.partial:
+            return None
+        track.observations.append(obs)
+        track.total += 1
         if track.best is None or obs.weight >= track.best.weight:
             track.best = obs
         recent = list(track.observations)[-opts.votes_needed:]
@@ -419,15 +538,19 @@ class Tracker:
 
     # -- ending tracks ----------------------------------------------------------------------------
 
-    def expire(self, now: float) -> list[TrackDecision]:
-        """End tracks not seen for ``lost_after_s``; report those that left undecided."""
+    def expire(self, now: float, frame_size: tuple[int, int] | None = None) -> list[TrackDecision]:
+        """End tracks not seen for ``lost_after_s``, or (given the frame's ``(width, height)``) whose box
+        has mostly left the frame; report those that left undecided."""
         out = []
         keep = []
         for track in self._tracks:
-            if now - track.last_seen <= self.options.lost_after_s:
+            inside = 1.0 if frame_size is None else _inside_share(track.box, frame_size)
+            if now - track.last_seen <= self.options.lost_after_s and inside >= 0.3:
                 keep.append(track)
                 continue
-            if track.state is TrackState.CHECKING and track.total > 0:
+            if track.state is TrackState.CHECKING and 0 < track.total < self.options.min_observations_to_report:
+                self.glimpses += 1
+            elif track.state is TrackState.CHECKING and track.total > 0:
                 tally = self._tally(track)
                 summary = ", ".join(f"{k} {v:.0%}" for k, v in sorted(tally.items(), key=lambda kv: -kv[1])[:3])
                 track.reason = f"left after {track.total} frame(s) before a decision ({summary})"

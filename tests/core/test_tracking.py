@@ -103,10 +103,24 @@ def test_two_faces_two_tracks_and_expiry():
     tracker.observe(obs)
     assert len(tracker) == 2
     assert tracker.expire(0.5) == []
+    tracker.observe([(Observation(1, 0.1, r, 1.0), r.detection.box, r.detection.landmarks) for r in (a, b)])
     gone = tracker.expire(2.0)
     assert len(tracker) == 0
     assert [g.kind for g in gone] == ["undecided", "undecided"]
     assert all("before a decision" in g.track.reason for g in gone)
+    # A single glimpse is counted, not reported.
+    tracker.observe(obs[:1])
+    assert tracker.expire(5.0) == [] and tracker.glimpses == 1
+
+
+def test_partial_faces_move_tracks_but_do_not_vote():
+    tracker = Tracker("cam", TrackerOptions(votes_needed=2))
+    r = result("alice")
+    for i in range(3):
+        tracker.observe([(Observation(i, 0.1 * i, r, 0.0, partial=True), r.detection.box, r.detection.landmarks)])
+    (view,) = tracker.snapshot()
+    assert view.state is TrackState.CHECKING and view.observations == 0
+    assert tracker.expire(5.0) == [] and tracker.glimpses == 0
 
 
 def test_weight_prefers_large_confident_frontal_faces():
@@ -145,3 +159,19 @@ def test_flow_follows_a_moving_face(seed):
     tracker.move([shift])
     x, y, _, _ = tracker.boxes()[0]
     assert abs(x - 232) <= 3 and abs(y - 136) <= 3
+
+
+def test_a_late_pass_is_matched_where_the_track_was_in_its_frame():
+    """A recognition pass finishes a few frames late, after the face moved by more than its width."""
+    tracker = Tracker("cam", TrackerOptions(votes_needed=2))
+    first = result("alice", box=(100, 100, 100, 120))
+    tracker.observe([(Observation(10, 0.0, first, 1.0), first.detection.box, first.detection.landmarks)], 10)
+    for frame in range(11, 16):  # the face walks 40 px per frame to the right
+        tracker.move([(40.0, 0.0, 1.0)], frame)
+    assert tracker.boxes()[0][0] == 300
+    # A pass from frame 12 (face at x=180) arrives now, in frame 15; its flow estimate failed.
+    late = result("alice", box=(182, 100, 100, 120))
+    decisions = tracker.observe([(Observation(12, 0.08, late, 1.0), late.detection.box, late.detection.landmarks)], 15)
+    assert len(tracker) == 1 and decisions and decisions[0].track.identity == "alice"
+    x = tracker.boxes()[0][0]
+    assert abs(x - 302) <= 2  # the detection carried forward by the track's own motion
