@@ -57,7 +57,7 @@ def _policy(args: argparse.Namespace) -> Any:
                   threshold=args.threshold)
 
 
-def _add_policy_args(p: argparse.ArgumentParser) -> None:
+def _add_policy_args(p: argparse.ArgumentParser, deep: bool = True) -> None:
     p.add_argument("--decider", default="all", choices=["svc", "stacker", "super_learner", "all"],
                    help="which model decides, or 'all' three must agree with the gallery (default: all)")
     p.add_argument("--min-probability", type=float, default=0.5,
@@ -66,7 +66,8 @@ def _add_policy_args(p: argparse.ArgumentParser) -> None:
                    help="required distance margin to the second-nearest person (default: 0)")
     p.add_argument("--threshold", type=float, default=None,
                    help="override the calibrated distance threshold")
-    p.add_argument("--deep", action="store_true", help="use the Deep Super Learner (thesis §5.2)")
+    if deep:
+        p.add_argument("--deep", action="store_true", help="use the Deep Super Learner (thesis §5.2)")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -247,9 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_policy_args(p)
     p.set_defaults(func=cmd_demo)
 
+    from core.cli_monitor import register as register_monitor
     from core.cli_registry import register
 
     register(sub)
+    register_monitor(sub)
     return parser
 
 

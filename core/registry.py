@@ -1394,6 +1394,22 @@ class Registry:
         return self._model(row) if row is not None else None
 
     @_guarded
+    def gallery_state(self) -> tuple[int | None, int, int, int]:
+        """A cheap fingerprint of what recognition depends on.
+
+        ``(active model id, embeddings, largest embedding id, active operators)``: it changes when a
+        model is activated or rolled back, and when people are enrolled, erased, suspended or
+        reinstated, so a running monitor can poll it and reload only when something changed.
+        """
+        row = self._one(
+            "SELECT (SELECT id FROM model_versions WHERE active = 1) AS model, "
+            "(SELECT count(*) FROM embeddings) AS n, (SELECT coalesce(max(id), 0) FROM embeddings) AS last, "
+            "(SELECT count(*) FROM operators WHERE active = 1) AS people")
+        assert row is not None
+        return (None if row["model"] is None else int(row["model"]), int(row["n"]), int(row["last"]),
+                int(row["people"]))
+
+    @_guarded
     def list_models(self) -> list[ModelVersion]:
         """All model versions, oldest first."""
         return [self._model(r) for r in self._rows("SELECT * FROM model_versions ORDER BY id")]
