@@ -11,6 +11,7 @@ Both run in daemon threads and are usable as context managers.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -103,11 +104,15 @@ class MjpegServer:
         Port to listen on; 0 picks a free one (kept across :meth:`stop` / :meth:`start`).
     content_length
         Send a ``Content-Length`` header with each part (many cheap cameras do not).
+    render
+        ``render(index) -> uint8 RGB`` picture of frame ``index`` (e.g. a demo scene's); default: a
+        numbered test card of ``size``.
     """
 
     def __init__(self, fps: float = 25.0, size: tuple[int, int] = (160, 120), port: int = 0,
-                 content_length: bool = True) -> None:
+                 content_length: bool = True, render: Callable[[int], np.ndarray] | None = None) -> None:
         self.fps = fps
+        self.render = render
         self.content_length = content_length
         self.size = size
         self.port = port or free_port()
@@ -174,7 +179,9 @@ class MjpegServer:
         with self._lock:
             index = self.frames_sent
             self.frames_sent += 1
-        ok, buf = cv2.imencode(".jpg", card_frame(index, self.size), [cv2.IMWRITE_JPEG_QUALITY, 80])
+        picture = (card_frame(index, self.size) if self.render is None
+                   else cv2.cvtColor(self.render(index), cv2.COLOR_RGB2BGR))
+        ok, buf = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 80])
         assert ok
         return buf.tobytes()
 

@@ -106,6 +106,50 @@ def test_a_dead_camera_does_not_hold_up_a_live_one(short_scene, trained_model, p
     assert monitor.workers[0].passes == 0
 
 
+def test_events_continue_after_the_camera_drops_mid_stream(short_scene, trained_model, pipeline, registry_path):
+    """A real HTTP MJPEG camera that stops mid-stream and comes back: stalled, then live, events go on."""
+    from tests.core.mjpeg_server import MjpegServer
+
+    options = SourceOptions(open_timeout_s=2.0, read_timeout_s=1.0, stall_after_s=0.5, backoff_initial_s=0.2,
+                            backoff_max_s=1.0)
+    server = MjpegServer(fps=25.0, size=short_scene.size, render=short_scene.render).start()
+    source = open_source(server.url, name="north", options=options)
+    states = []
+    monitor = Monitor([source], trained_model, pipeline, registry_path=registry_path,
+                      on_frame=lambda r: states.append(r.status.state))
+    monitor.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not monitor.decisions:
+            time.sleep(0.1)
+        assert monitor.decisions and monitor.decisions[0].track.identity == "madonna"
+        server.stop()  # the camera drops mid-stream
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and source.status().state is SourceState.LIVE:
+            time.sleep(0.1)
+        down = source.status().state
+        time.sleep(1.0)
+        server.start()  # and comes back on the same address
+        before = len([d for d in monitor.decisions if d.kind != "undecided"])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+                d.track.identity == UNKNOWN and d.kind == "decided" for d in monitor.decisions):
+            time.sleep(0.1)
+    finally:
+        monitor.stop()
+        server.stop()
+    assert down in (SourceState.STALLED, SourceState.CONNECTING, SourceState.FAILED)
+    assert source.status().reconnects >= 1
+    after = [d for d in monitor.decisions if d.kind != "undecided"][before:]
+    assert any(d.track.identity == UNKNOWN for d in after), [d.track.identity for d in monitor.decisions]
+    assert SourceState.LIVE in states and monitor.workers[0].last_error is None
+    from core.registry import Registry
+
+    with Registry.open(registry_path) as reg:
+        codes = [e.decision for e in reg.events()]
+    assert "recognised" in codes and "unknown" in codes
+
+
 class _StaleSource:
     """Fault injection: every frame it hands out was captured 5 s ago."""
 
@@ -173,16 +217,28 @@ def test_monitor_rejects_duplicate_camera_names(trained_model, pipeline, short_s
         Monitor([a, b], trained_model, pipeline)
 
 
-def test_cli_demo_enrolls_an_empty_registry_and_names_everyone(tmp_path: Path, capsys, seed):
-    """The README's first command: the demo names the five enrolled people and reports strangers."""
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, seed):
+    """``facegate monitor --source demo`` for one loop of the scene on an empty registry (run once)."""
+    import contextlib
+    import io
+
     from core.cli import main
     from core.demo_scene import DemoScene
 
+    data_dir = tmp_path_factory.mktemp("demo-data")
     scene = DemoScene.from_assets()
     seconds = scene.period / scene.fps + 4
-    code = main(["-q", "monitor", "--source", "demo", "--duration", f"{seconds:.0f}", "--data-dir", str(tmp_path),
-                 "--status-every", "10"])
-    out = capsys.readouterr().out
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["-q", "monitor", "--source", "demo", "--duration", f"{seconds:.0f}", "--data-dir",
+                     str(data_dir), "--status-every", "10"])
+    return code, out.getvalue(), data_dir, scene
+
+
+def test_cli_demo_enrolls_an_empty_registry_and_names_everyone(demo_run):
+    """The README's first command: the demo names the five enrolled people and reports strangers."""
+    code, out, data_dir, scene = demo_run
     assert code == 0, out
     assert "Demo: enrolled the 5-celebrity train photos" in out
     lines = out.splitlines()
@@ -193,7 +249,7 @@ def test_cli_demo_enrolls_an_empty_registry_and_names_everyone(tmp_path: Path, c
 
     from core.registry import Registry
 
-    with Registry.open(tmp_path / "facegate.db") as reg:
+    with Registry.open(data_dir / "facegate.db") as reg:
         people = {op.employee_id for op in reg.list_operators()}
         decisions = {e.decision for e in reg.events()}
         audit = [a for a in reg.audit_log() if a.actor == "demo-setup"]
@@ -201,7 +257,66 @@ def test_cli_demo_enrolls_an_empty_registry_and_names_everyone(tmp_path: Path, c
     assert {"recognised", "unknown"} <= decisions
     assert audit
 
-    # A registry that already has people is never touched by the demo.
-    code = main(["-q", "monitor", "--source", "demo", "--duration", "3", "--data-dir", str(tmp_path)])
-    assert code == 0
-    assert "Demo: enrolled" not in capsys.readouterr().out
+
+def test_cli_monitor_stops_cleanly_on_ctrl_c_and_leaves_other_registries_alone(demo_run):
+    import signal
+    import subprocess
+    import sys
+
+    _, _, data_dir, _ = demo_run
+    before = _registry_state(data_dir)
+    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "-q", "monitor", "--data-dir", str(data_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # "Monitoring …" once everything is loaded
+        assert first.startswith("Monitoring demo"), first + proc.stderr.read()
+        time.sleep(8)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Interrupted after" in out and "Traceback" not in err
+    assert "Demo: enrolled" not in out  # the registry already had people: untouched
+    assert _registry_state(data_dir) == before
+
+
+def _registry_state(data_dir: Path) -> tuple[list[str], list[int]]:
+    from core.registry import Registry
+
+    with Registry.open(data_dir / "facegate.db") as reg:
+        return sorted(op.employee_id for op in reg.list_operators()), [m.id for m in reg.list_models()]
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@pytest.mark.slow
+def test_soak_ten_minutes_of_demo_at_full_speed_keeps_memory_flat(trained_model, pipeline):
+    """10 minutes of the demo scene played as fast as it renders: memory after warm-up stays flat.
+
+    Run with ``pytest -m slow``; the same soak with two cameras is in benchmarks/bench_monitor.py.
+    """
+    from core.demo_scene import DemoScene
+
+    scene = DemoScene.from_assets()
+    source = RenderedSource("soak", scene.render, options=SourceOptions(realtime=False))
+    monitor = Monitor([source], trained_model, pipeline)
+    samples = []
+    monitor.start()
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < 600:
+            time.sleep(15)
+            samples.append(_rss_mb())
+    finally:
+        monitor.stop()
+    settled = samples[4:]  # after the first minute
+    assert max(settled) - min(settled) < 100, samples
+    assert monitor.workers[0].frames_processed > 0 and monitor.decisions
