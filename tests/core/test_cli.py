@@ -38,7 +38,7 @@ def test_every_command_is_documented_in_readme():
 def test_readme_starts_with_the_two_setup_commands():
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```(?:bash|sh)?\n(.*?)```", readme, flags=re.S)
-    assert "facegate demo" in blocks[0] and "pytest" in blocks[1]
+    assert "facegate monitor" in blocks[0] and "pytest" in blocks[1]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "pytest" in ci
 
