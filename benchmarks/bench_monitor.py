@@ -283,6 +283,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="shorter live runs")
     parser.add_argument("--soak", type=float, default=0.0, help="seconds of the two-camera memory soak (0: skip)")
+    parser.add_argument("--cases", nargs="*", help="only these cases, e.g. 640x480_1face")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "monitor.json"))
     args = parser.parse_args()
 
@@ -300,6 +301,8 @@ def main() -> int:
         min_face = round(80 * size[1] / 480)
         for at_once in (1, 3):
             name = f"{size[0]}x{size[1]}_{at_once}face"
+            if args.cases and name not in args.cases:
+                continue
             print(f"{name}: building the scene", flush=True)
             scene = make_scene(size, at_once, faces)
             frames = standing_frames(scene, at_once)

@@ -157,9 +157,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"Monitoring {', '.join(f'{s.name} ({spec})' for s, spec in zip(sources, specs))} with model "
               f"version {model.version} ({len(model.gallery.identities)} people). Ctrl-C stops.", flush=True)
-    monitor.start()
     interrupted = False
     try:
+        monitor.start()  # inside the try: Ctrl-C while the networks load still stops cleanly
         next_status = started + args.status_every
         while not stop.is_set():
             now = time.monotonic()
@@ -184,8 +184,13 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        monitor.stop()
-        signal.signal(signal.SIGTERM, previous)
+        # A second Ctrl-C must not cut the writing of the pending events short.
+        previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            monitor.stop()
+        finally:
+            signal.signal(signal.SIGINT, previous_int)
+            signal.signal(signal.SIGTERM, previous)
     elapsed = time.monotonic() - started
     summary = {
         "type": "summary", "seconds": round(elapsed, 1), "decisions": dict(counts),

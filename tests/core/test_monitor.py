@@ -258,26 +258,35 @@ def test_cli_demo_enrolls_an_empty_registry_and_names_everyone(demo_run):
     assert audit
 
 
-def test_cli_monitor_stops_cleanly_on_ctrl_c_and_leaves_other_registries_alone(demo_run):
+def test_cli_monitor_stops_cleanly_on_ctrl_c_and_leaves_other_registries_alone(demo_run, tmp_path):
     import signal
     import subprocess
     import sys
 
     _, _, data_dir, _ = demo_run
     before = _registry_state(data_dir)
-    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "-q", "monitor", "--data-dir", str(data_dir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()  # "Monitoring …" once everything is loaded
-        assert first.startswith("Monitoring demo"), first + proc.stderr.read()
-        time.sleep(8)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+    lines: list[str] = []
+    with open(tmp_path / "stderr.txt", "w") as err_file:
+        proc = subprocess.Popen([sys.executable, "-m", "core.cli", "-q", "monitor", "--data-dir", str(data_dir)],
+                                stdout=subprocess.PIPE, stderr=err_file, text=True)
+        reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)  # type: ignore[arg-type]
+        reader.start()
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not any(line.startswith("Monitoring") for line in lines):
+                assert proc.poll() is None, "".join(lines) + (tmp_path / "stderr.txt").read_text()
+                time.sleep(0.2)
+            assert any(line.startswith("Monitoring demo") for line in lines), "".join(lines)
+            time.sleep(5)
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        reader.join(10)
+    out, err = "".join(lines), (tmp_path / "stderr.txt").read_text()
+    assert proc.returncode == 130, out + err
     assert "Interrupted after" in out and "Traceback" not in err
     assert "Demo: enrolled" not in out  # the registry already had people: untouched
     assert _registry_state(data_dir) == before
