@@ -47,6 +47,7 @@ from core.tracking import (
     TrackerOptions,
     TrackState,
     TrackView,
+    is_strong,
     observation_weight,
 )
 from core.types import UNKNOWN, Decision, FaceResult
@@ -419,7 +420,8 @@ class CameraWorker:
                 if not _inside_share_ok(box, gray):
                     continue  # the face has left the frame since that pass
                 weight = 0.0 if partial else observation_weight(result)
-                obs = Observation(done.frame_index, done.captured, result, weight, thumb, partial)
+                obs = Observation(done.frame_index, done.captured, result, weight, thumb, partial,
+                                  strong=not partial and is_strong(result))
                 observations.append((obs, box, tuple(landmarks)))
             decisions += self.tracker.observe(observations, frame_index)
         return decisions

@@ -11,8 +11,9 @@ Naming a track
 Every recognition pass adds an *observation* to the face's track: the open-set decision (a name or
 unknown), the three models' probabilities, the gallery distance, and a weight from the face's size,
 the detector's confidence and how frontal it is.  A track stays **checking** until its last
-``votes_needed`` observations agree *and* that outcome holds at least ``min_share`` of the weighted
-votes in the track's window; it is then **named** (an enrolled person) or **unknown**.  A track that
+``votes_needed`` observations agree (or its last ``strong_votes_needed`` when each of them is clear-cut:
+every model sure of the same person well inside the threshold, or a face far from everyone enrolled)
+*and* that outcome holds at least ``min_share`` of the weighted votes in the track's window; it is then **named** (an enrolled person) or **unknown**.  A track that
 keeps disagreeing with itself is declared unknown after ``give_up_after`` observations: a security
 product never names someone on inconsistent evidence.
 
@@ -49,6 +50,7 @@ __all__ = [
     "Tracker",
     "TrackerOptions",
     "iou",
+    "is_strong",
     "observation_weight",
 ]
 
@@ -79,6 +81,9 @@ class TrackerOptions:
         Observations kept per track for the vote and the displayed figures.
     give_up_after
         Observations without a decision after which the track is declared unknown.
+    strong_votes_needed
+        Consecutive agreeing observations that suffice when every one of them is clear-cut
+        (:func:`is_strong`); never more than ``votes_needed``.
     min_observations_to_report
         A track that leaves undecided is reported only if it was observed at least this often;
         fewer is a glimpse (usually a face crossing the frame's edge), counted in
@@ -92,12 +97,15 @@ class TrackerOptions:
     window: int = 12
     give_up_after: int = 10
     min_observations_to_report: int = 2
+    strong_votes_needed: int = 2
 
     def __post_init__(self) -> None:
         if not 0.0 < self.iou_match <= 1.0:
             raise ValueError("iou_match must lie in (0, 1].")
         if self.votes_needed < 1 or self.window < self.votes_needed:
             raise ValueError("votes_needed must be at least 1 and no larger than window.")
+        if not 1 <= self.strong_votes_needed <= self.votes_needed:
+            raise ValueError("strong_votes_needed must lie between 1 and votes_needed.")
         if self.give_up_after < self.votes_needed:
             raise ValueError("give_up_after must be at least votes_needed.")
         if not 0.5 <= self.min_share <= 1.0:
@@ -117,6 +125,8 @@ class Observation:
     thumbnail: np.ndarray | None = field(default=None, compare=False, repr=False)
     partial: bool = False
     """The face is cut by the frame's edge: it moves the track but does not vote."""
+    strong: bool = False
+    """Clear-cut evidence (see :func:`is_strong`): fewer such votes are needed."""
 
     @property
     def outcome(self) -> str:
@@ -201,6 +211,23 @@ def observation_weight(result: FaceResult, reference_size: int = 112) -> float:
     yaw, _ = pose(det)
     frontal = 0.25 if not math.isfinite(yaw) else max(0.25, 1.0 - 2.0 * abs(yaw))
     return max(1e-3, size * float(det.confidence) * frontal)
+
+
+def is_strong(result: FaceResult, min_probability: float = 0.8, margin: float = 0.2) -> bool:
+    """Whether one observation is clear-cut evidence on its own.
+
+    A named face: accepted, every model names the same person with at least ``min_probability``, and
+    the distance is at most ``(1 - margin)`` of the threshold.  An unknown face: its distance is at
+    least ``(1 + margin)`` times the threshold (far from everyone enrolled).  Anything in between is
+    ordinary evidence and needs the full ``votes_needed``.
+    """
+    d = result.decision
+    if not (math.isfinite(d.distance) and math.isfinite(d.threshold)):
+        return False
+    if d.accepted:
+        return (d.distance <= (1 - margin) * d.threshold and bool(result.votes)
+                and all(v.identity == d.identity and v.probability >= min_probability for v in result.votes))
+    return d.distance >= (1 + margin) * d.threshold
 
 
 def _match_score(a: Box, b: Box, min_iou: float) -> float:
@@ -487,13 +514,18 @@ class Tracker:
         recent = list(track.observations)[-opts.votes_needed:]
         outcomes = {o.outcome for o in recent}
         consistent = len(recent) == opts.votes_needed and len(outcomes) == 1
+        quick = list(track.observations)[-opts.strong_votes_needed:]
+        if (not consistent and len(quick) == opts.strong_votes_needed and all(o.strong for o in quick)
+                and len({o.outcome for o in quick}) == 1):
+            recent, consistent = quick, True
         if track.state is TrackState.CHECKING:
             if consistent:
                 outcome = recent[0].outcome
                 share = self._share(track, outcome)
                 if share >= opts.min_share:
+                    kind = " clear-cut" if len(recent) < opts.votes_needed else ""
                     return self._decide(track, outcome, obs, "decided", None,
-                                        f"{opts.votes_needed} consistent frames, {share:.0%} of the votes")
+                                        f"{len(recent)} consistent{kind} frames, {share:.0%} of the votes")
             if track.total >= opts.give_up_after:
                 tally = self._tally(track)
                 summary = ", ".join(f"{k} {v:.0%}" for k, v in sorted(tally.items(), key=lambda kv: -kv[1])[:3])
@@ -504,7 +536,7 @@ class Tracker:
             previous = track.identity
             share = self._share(track, recent[0].outcome)
             return self._decide(track, recent[0].outcome, obs, "changed", previous,
-                                f"changed from {previous}: {opts.votes_needed} consistent frames, "
+                                f"changed from {previous}: {len(recent)} consistent frames, "
                                 f"{share:.0%} of the votes")
         return None
 

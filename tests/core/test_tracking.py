@@ -175,3 +175,19 @@ def test_a_late_pass_is_matched_where_the_track_was_in_its_frame():
     assert len(tracker) == 1 and decisions and decisions[0].track.identity == "alice"
     x = tracker.boxes()[0][0]
     assert abs(x - 302) <= 2  # the detection carried forward by the track's own motion
+
+
+def test_clear_cut_evidence_decides_after_fewer_frames():
+    from core.tracking import is_strong
+
+    tracker = Tracker("cam", TrackerOptions(votes_needed=3, strong_votes_needed=2))
+    sure = result("alice", distance=0.4, prob=0.95)  # threshold 0.9: well inside, all models sure
+    assert is_strong(sure)
+    assert not is_strong(result("alice", distance=0.85, prob=0.95))  # near the threshold
+    assert not is_strong(result("alice", distance=0.4, prob=0.6))  # a model unsure
+    assert is_strong(result("alice", accepted=False, distance=1.3))  # far from everyone
+    obs = [(Observation(i, 0.1 * i, sure, 1.0, strong=is_strong(sure)), sure.detection.box,
+            sure.detection.landmarks) for i in range(2)]
+    assert tracker.observe(obs[:1]) == []
+    decided = tracker.observe(obs[1:])
+    assert decided and decided[0].track.identity == "alice" and "clear-cut" in decided[0].track.reason
