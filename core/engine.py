@@ -152,6 +152,16 @@ class RecognitionModel:
         x = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
         if len(x) == 0:
             return []
+        # Class names and the set of people the classifiers know, once per model rather than per
+        # face: at 1,000 people that is 3,000 str() calls.  Keyed on the classes_ arrays themselves
+        # (held, so their ids cannot be reused), it follows a classifier that is swapped or refitted.
+        arrays = [clf.classes_ for clf in self.classifiers.values()]
+        cached = self.__dict__.get("_class_names")
+        if cached is None or len(cached[0]) != len(arrays) or any(a is not b for a, b in zip(cached[0], arrays)):
+            names = {name: [str(c) for c in clf.classes_] for name, clf in self.classifiers.items()}
+            cached = (arrays, names, frozenset(c for listed in names.values() for c in listed))
+            self.__dict__["_class_names"] = cached
+        _, class_names, known = cached
         probs = self.probabilities(x)
         nearest, dist, margin = self.gallery.nearest(x)
         out = []
@@ -159,20 +169,22 @@ class RecognitionModel:
             votes = []
             table: dict[str, dict[str, float]] = {}
             for name, p in probs.items():
-                classes = self.classifiers[name].classes_
-                table[name] = {str(c): float(v) for c, v in zip(classes, p[i])}
-                j = int(np.argmax(p[i]))
-                votes.append(ModelVote(name, str(classes[j]), float(p[i, j])))
-            decision = self._decide_one(str(nearest[i]), float(dist[i]), float(margin[i]), votes)
+                row = p[i]
+                table[name] = dict(zip(class_names[name], row.tolist()))
+                j = int(np.argmax(row))
+                votes.append(ModelVote(name, class_names[name][j], float(row[j])))
+            decision = self._decide_one(str(nearest[i]), float(dist[i]), float(margin[i]), votes, known)
             out.append((tuple(votes), table, decision, str(nearest[i])))
         return out
 
-    def _decide_one(self, nearest: str, distance: float, margin: float, votes: list[ModelVote]) -> Decision:
+    def _decide_one(self, nearest: str, distance: float, margin: float, votes: list[ModelVote],
+                    known: frozenset[str] | None = None) -> Decision:
         decision = gate(nearest, distance, margin, self.threshold, self.policy.min_margin)
         if not decision.accepted:
             return decision
         deciders = [v for v in votes if self.policy.decider in ("all", v.model)]
-        known = {str(c) for clf in self.classifiers.values() for c in clf.classes_}
+        if known is None:
+            known = frozenset(str(c) for clf in self.classifiers.values() for c in clf.classes_)
         if nearest not in known:
             # Enrolled after the last training run: the gallery recognises them, the models can't vote.
             return replace(decision, reason=decision.reason + "; classifiers not retrained yet (gallery only)")
@@ -254,12 +266,22 @@ def train_model(
 ) -> RecognitionModel:
     """Fit the classifiers, build the gallery and calibrate its threshold.
 
+    The classifiers are fitted in one :func:`core.classifiers.shared_fits` block, so a base model
+    that two of them cross-validate identically is trained once (the stacker reuses the SVC's
+    linear SVM, the Super Learner the stacker's logistic regression, k-NN and naive Bayes).  Above
+    :data:`core.classifiers.MAX_THESIS_CLASSES` people the stacker and the Super Learner fit their
+    base models' folds side by side on every core (``n_jobs=-1``; same results).  The SVC keeps its
+    SVM on one thread: concurrent liblinear solves share a random generator, and models must be
+    reproducible to the bit.
+    ``metadata["fit_seconds"]`` holds each classifier's seconds, ``"calibrate_seconds"`` the open-set
+    calibration's.
+
     Raises
     ------
     ModelError
         On too little data; ``TrainingCancelled`` (a ModelError) if ``cancel()`` turns true.
     """
-    from core.classifiers import make_classifier
+    from core import classifiers
 
     x = np.asarray(x, dtype=np.float32)
     labels = np.asarray(y).astype(str)
@@ -267,20 +289,28 @@ def train_model(
     fitted: dict[str, Any] = {}
     t0 = time.perf_counter()
     timings = {}
-    for i, name in enumerate(models):
-        def sub(frac: float, msg: str, i: int = i, name: str = name) -> None:
-            report((i + frac) / (len(models) + 0.2), f"{name}: {msg}")
+    # Threads only pay off on large galleries; results do not depend on them.
+    large = len(np.unique(labels)) > classifiers.MAX_THESIS_CLASSES
+    with classifiers.shared_fits():
+        for i, name in enumerate(models):
+            def sub(frac: float, msg: str, i: int = i, name: str = name) -> None:
+                report((i + frac) / (len(models) + 0.2), f"{name}: {msg}")
 
-        start = time.perf_counter()
-        report(i / (len(models) + 0.2), f"training {name}")
-        params = {"deep": True} if (deep and name == "super_learner") else {}
-        fitted[name] = make_classifier(name, **params).fit(x, labels, progress=sub, cancel=cancel)
-        timings[name] = round(time.perf_counter() - start, 3)
+            start = time.perf_counter()
+            report(i / (len(models) + 0.2), f"training {name}")
+            params: dict[str, Any] = {"deep": True} if (deep and name == "super_learner") else {}
+            if large and name != "svc":
+                params["n_jobs"] = -1
+            fitted[name] = classifiers.make_classifier(name, **params).fit(x, labels, progress=sub, cancel=cancel)
+            timings[name] = round(time.perf_counter() - start, 3)
     report(len(models) / (len(models) + 0.2), "calibrating the open-set threshold")
+    start = time.perf_counter()
     gallery = Gallery(x, labels, k=gallery_k)
     calibration = calibrate(gallery, target_far=target_far)
+    calibrate_seconds = round(time.perf_counter() - start, 3)
     meta = {"version": time.strftime("%Y%m%d-%H%M%S"), "classes": sorted(set(labels)), "n_embeddings": len(x),
-            "fit_seconds": timings, "train_seconds": round(time.perf_counter() - t0, 3),
+            "fit_seconds": timings, "calibrate_seconds": calibrate_seconds,
+            "train_seconds": round(time.perf_counter() - t0, 3),
             "calibration": calibration.summary(), **(metadata or {})}
     report(1.0, "done")
     return RecognitionModel(fitted, gallery, calibration, policy or Policy(), meta)

@@ -66,16 +66,32 @@ class Gallery:
         Number of nearest enrolled embeddings averaged per identity.
     """
 
+    _CHUNK = 1 << 24
+    """Distances computed per block of probes, at most this many floats at a time (64 MB)."""
+
     def __init__(self, embeddings: np.ndarray, labels: np.ndarray | list[str], k: int = 1) -> None:
         x = np.asarray(embeddings, dtype=np.float32)
         y = np.asarray(labels).astype(str)
         if x.ndim != 2 or len(x) != len(y) or len(x) == 0:
             raise ModelError("The gallery needs at least one enrolled embedding per identity.")
         self.k = k
-        self.identities = np.unique(y)
+        self.identities, codes = np.unique(y, return_inverse=True)
         self._x = x
         self._y = y
-        self._index = [np.flatnonzero(y == ident) for ident in self.identities]
+        # The rows grouped by identity, so that one matrix product gives every distance and a
+        # per-identity reduction over contiguous column blocks gives each identity's nearest.
+        order = np.argsort(codes, kind="stable")
+        counts = np.bincount(codes, minlength=len(self.identities))
+        self._sorted_x = np.ascontiguousarray(x[order])
+        self._starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp)
+        self._column = np.empty(len(x), dtype=np.intp)  # gallery row -> its column in _sorted_x
+        self._column[order] = np.arange(len(x))
+        # For k > 1: each identity's columns, padded with a column of infinities (index n).
+        self._padded: np.ndarray | None = None
+        if k > 1:
+            width = int(counts.max())
+            slot = np.arange(width)
+            self._padded = np.where(slot < counts[:, None], self._starts[:, None] + slot, len(x)).astype(np.intp)
 
     def __len__(self) -> int:
         return len(self._x)
@@ -87,42 +103,72 @@ class Gallery:
         leave-one-out calibration.
         """
         p = np.atleast_2d(np.asarray(probes, dtype=np.float32))
-        # Unit vectors: |a - b|^2 = 2 - 2 a.b; clip the rounding noise below zero.
-        d2 = np.clip(2.0 - 2.0 * (p @ self._x.T), 0.0, None)
-        if exclude is not None:
-            rows = np.flatnonzero(exclude >= 0)
-            d2[rows, exclude[rows]] = np.inf
-        d = np.sqrt(d2)
         out = np.empty((len(p), len(self.identities)), dtype=np.float64)
-        for j, idx in enumerate(self._index):
-            block = d[:, idx]
-            k = min(self.k, block.shape[1])
-            part = np.partition(block, k - 1, axis=1)[:, :k] if k < block.shape[1] else block
-            # With a row excluded an identity may have k-1 finite values: average what is finite.
-            finite = np.where(np.isfinite(part), part, np.nan)
-            with np.errstate(all="ignore"):
-                out[:, j] = np.nanmean(finite, axis=1)
-        return np.nan_to_num(out, nan=np.inf)
+        per_probe = len(self._x) if self._padded is None else max(len(self._x), self._padded.size)
+        step = max(1, self._CHUNK // per_probe)
+        for start in range(0, len(p), step):
+            stop = min(start + step, len(p))
+            dots = p[start:stop] @ self._sorted_x.T
+            if exclude is not None:
+                left_out = np.asarray(exclude[start:stop])
+                rows = np.flatnonzero(left_out >= 0)
+                dots[rows, self._column[left_out[rows]]] = -np.inf
+            if self._padded is None:
+                # The nearest photo has the largest dot product: reduce first, convert k values only.
+                out[start:stop] = _distance(np.maximum.reduceat(dots, self._starts, axis=1))
+            else:
+                out[start:stop] = self._mean_of_nearest(_distance(dots))
+        return out
+
+    def _mean_of_nearest(self, d: np.ndarray) -> np.ndarray:
+        """Mean of each identity's ``k`` smallest distances (of those that are finite; inf if none)."""
+        assert self._padded is not None
+        padded = np.concatenate([d, np.full((len(d), 1), np.inf, dtype=d.dtype)], axis=1)[:, self._padded]
+        k = min(self.k, padded.shape[2])
+        if k < padded.shape[2]:
+            padded = np.partition(padded, k - 1, axis=2)[:, :, :k]
+        # With a row excluded, or fewer than k photos, average what is finite.
+        finite = np.isfinite(padded)
+        count = finite.sum(axis=2)
+        total = np.where(finite, padded, 0.0).sum(axis=2, dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(count > 0, total / np.maximum(count, 1), np.inf)
 
     def nearest(self, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For each probe: nearest identity, its distance and the margin to the second nearest."""
         d = self.distances(probes)
-        order = np.argsort(d, axis=1)
         rows = np.arange(len(d))
-        best = d[rows, order[:, 0]]
-        second = d[rows, order[:, 1]] if d.shape[1] > 1 else np.full(len(d), np.inf)
-        return self.identities[order[:, 0]], best, second - best
+        first = np.argmin(d, axis=1)
+        best = d[rows, first]
+        if d.shape[1] > 1:
+            d[rows, first] = np.inf
+            second = d.min(axis=1)
+        else:
+            second = np.full(len(d), np.inf)
+        return self.identities[first], best, second - best
 
     def genuine_and_impostor(self) -> tuple[np.ndarray, np.ndarray]:
         """Leave-one-out genuine distances and nearest-other-identity impostor distances."""
         d = self.distances(self._x, exclude=np.arange(len(self._x)))
         own = np.searchsorted(self.identities, self._y)
         rows = np.arange(len(d))
-        genuine = d[rows, own]
-        others = d.copy()
-        others[rows, own] = np.inf
-        impostor = others.min(axis=1) if d.shape[1] > 1 else np.array([])
+        genuine = d[rows, own].copy()
+        d[rows, own] = np.inf
+        impostor = d.min(axis=1) if d.shape[1] > 1 else np.array([])
         return genuine[np.isfinite(genuine)], impostor[np.isfinite(impostor)]
+
+
+def _distance(dots: np.ndarray) -> np.ndarray:
+    """Euclidean distance of unit vectors from their dot products, in place: ``sqrt(2 - 2 a.b)``.
+
+    Rounding noise below zero is clipped; a dot product of ``-inf`` (a left-out row) gives ``inf``.
+    The conversion is monotonic, also in floating point, so converting the largest dot product
+    gives exactly the smallest distance.
+    """
+    dots *= -2.0
+    dots += 2.0
+    np.maximum(dots, 0.0, out=dots)
+    return np.sqrt(dots, out=dots)
 
 
 def calibrate(gallery: Gallery, target_far: float = 0.01, safety: float = 0.25) -> Calibration:

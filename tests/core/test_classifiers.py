@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.naive_bayes import GaussianNB
 from sklearn.svm import LinearSVC
 
@@ -34,6 +35,7 @@ from core.classifiers import (
     TrainingCancelled,
     TrainingDataError,
     make_classifier,
+    shared_fits,
     stacker_cv_scores,
 )
 from core.errors import ModelError
@@ -265,7 +267,7 @@ def test_svc_calibration_folds_adapt_to_the_smallest_class() -> None:
 
 
 def test_svc_never_uses_the_deprecated_probability_option(fitted: dict[str, Any]) -> None:
-    svm = fitted["svc"].calibrated_.estimator
+    svm = fitted["svc"].svm_
     assert svm.kernel == "linear"
     assert svm.get_params()["probability"] in ("deprecated", False)
 
@@ -282,7 +284,7 @@ def test_auto_strategies_switch_above_the_class_limit(
     assert (svc.multi_class_, svc.method_) == ("ovr", "temperature")
     stacker = Stacker().fit(*train)
     assert stacker.mode_ == "scalable"
-    assert isinstance(stacker.stack_.final_estimator_, classifiers._SharedLogisticRegression)
+    assert isinstance(stacker.meta_model_, classifiers._SharedLogisticRegression)
     assert SuperLearner(n_splits=2).fit(*train).base_learner_names_ == SCALABLE_BASE_LEARNERS
 
 
@@ -296,6 +298,46 @@ def test_one_vs_rest_svm_matches_linear_svc(n_people: int, photos: int) -> None:
     np.testing.assert_allclose(ours.coef_, reference.coef_, atol=2e-3)
     np.testing.assert_allclose(ours.intercept_, reference.intercept_, atol=2e-3)
     np.testing.assert_array_equal(ours.predict(X), reference.predict(X))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_one_vs_rest_subproblems_are_solved_exactly_as_linear_svc_solves_them(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(300, 128))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    positive = np.zeros(300, dtype=bool)
+    positive[rng.choice(300, size=12, replace=False)] = True
+    X[positive] += 0.5 * X[positive][0]
+    coef, intercept = classifiers._binary_linear_svm(X, positive, 0.7, 1e-4, 10_000, 0)
+    reference = LinearSVC(C=0.7, dual=True, tol=1e-4, max_iter=10_000, random_state=0).fit(X, np.where(positive, 1, -1))
+    np.testing.assert_array_equal(coef, reference.coef_[0])
+    assert intercept == reference.intercept_[0]
+    with pytest.warns(ConvergenceWarning, match="failed to converge"):
+        classifiers._binary_linear_svm(X, positive, 100.0, 1e-12, 2, 0)
+
+
+@pytest.mark.parametrize(("n_classes", "separation"), [(40, 0.5), (2, 0.5), (12, 20.0)])
+def test_temperature_scaling_finds_scikit_learns_temperature(n_classes: int, separation: float) -> None:
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(n_classes), 20)
+    scores = rng.normal(size=(len(y), n_classes)) + separation * np.eye(n_classes)[y]
+    if n_classes == 2:
+        scores = scores[:, 1:] - scores[:, :1]  # one decision value per photo
+    decision_values = FrozenEstimator(classifiers._DecisionValues(n_classes=n_classes).fit())
+    folds = list(classifiers._stratified_folds(3, 0, y))
+    reference = CalibratedClassifierCV(decision_values, method="temperature", cv=folds).fit(scores, y)
+    beta = classifiers._fit_temperature(scores, y)
+    if separation > 10:
+        assert beta is None  # every photo separated: the caller keeps scikit-learn's arbitrary choice
+        return
+    assert beta == pytest.approx(reference.calibrated_classifiers_[0].calibrators[0].beta_, rel=1e-6)
+    probes = rng.normal(size=(6, scores.shape[1]))
+    np.testing.assert_allclose(
+        classifiers._TemperatureScaling(beta).predict_proba(probes), reference.predict_proba(probes), atol=1e-7
+    )
 
 
 def test_fast_gaussian_nb_matches_scikit_learn(train: tuple[np.ndarray, np.ndarray]) -> None:
@@ -314,9 +356,119 @@ def test_fast_gaussian_nb_matches_scikit_learn(train: tuple[np.ndarray, np.ndarr
 
 
 def test_stacker_holds_the_five_thesis_models(fitted: dict[str, Any]) -> None:
-    stack = fitted["stacker"].stack_
-    assert list(stack.named_estimators_) == ["lr", "knn", "cart", "svm", "bayes"]
-    assert type(stack.final_estimator_).__name__ == "LogisticRegression"
+    stacker = fitted["stacker"]
+    assert list(stacker.base_models_) == ["lr", "knn", "cart", "svm", "bayes"]
+    assert type(stacker.meta_model_).__name__ == "LogisticRegression"
+
+
+def _thesis_references(X: np.ndarray, y: np.ndarray, n_splits: int) -> tuple[Any, Any]:
+    """What Stacker and CalibratedSVC were before they did their folds by hand (scikit-learn's own)."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.ensemble import StackingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.svm import SVC
+
+    folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=0)
+    n_neighbors = classifiers._knn_neighbors(list(folds.split(X, y)))
+    stack = StackingClassifier(
+        estimators=classifiers._stacker_base_models("thesis", n_neighbors, None, 0),
+        final_estimator=LogisticRegression(max_iter=1000),
+        cv=folds,
+    ).fit(X.astype(np.float64), y)
+    calibrated = CalibratedClassifierCV(SVC(kernel="linear"), method="sigmoid", cv=folds, ensemble=False)
+    return stack, calibrated.fit(X.astype(np.float64), y)
+
+
+@pytest.mark.parametrize("n_people", [5, 2])
+def test_thesis_models_predict_exactly_as_scikit_learns_stacking_and_calibration(n_people: int) -> None:
+    # The thesis path must not change: same folds, same models, bit-identical probabilities.
+    X, y = gallery(n_people=n_people, photos=9, noise=0.35)
+    X_val = gallery(n_people=n_people, photos=4, noise=0.35, seed=1)[0]
+    stacker, svc = Stacker().fit(X, y), CalibratedSVC().fit(X, y)
+    stack, calibrated = _thesis_references(X, y, stacker.n_splits_)
+    np.testing.assert_array_equal(stacker.predict_proba(X_val), stack.predict_proba(X_val.astype(np.float64)))
+    np.testing.assert_array_equal(svc.predict_proba(X_val), calibrated.predict_proba(X_val.astype(np.float64)))
+
+    # Models saved before (holding those scikit-learn objects) still predict after loading.
+    legacy_stacker, legacy_svc = Stacker(), CalibratedSVC()
+    legacy_stacker.__dict__.update(stack_=stack, classes_=stack.classes_, n_features_in_=X.shape[1])
+    legacy_svc.__dict__.update(calibrated_=calibrated, classes_=calibrated.classes_, n_features_in_=X.shape[1])
+    np.testing.assert_array_equal(legacy_stacker.predict_proba(X_val), stack.predict_proba(X_val.astype(np.float64)))
+    np.testing.assert_array_equal(legacy_svc.predict_proba(X_val), calibrated.predict_proba(X_val.astype(np.float64)))
+
+
+def test_shared_fits_train_each_common_base_model_once_with_identical_results(
+    monkeypatch: pytest.MonkeyPatch, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray]
+) -> None:
+    monkeypatch.setattr(classifiers, "MAX_THESIS_CLASSES", 4)  # the large-gallery parts
+    fits = [0]
+    solve = classifiers._OvRLinearSVC.fit
+
+    def counting(self: Any, X: Any, y: Any) -> Any:
+        fits[0] += 1
+        return solve(self, X, y)
+
+    monkeypatch.setattr(classifiers._OvRLinearSVC, "fit", counting)
+    separate = [CalibratedSVC().fit(*train), Stacker().fit(*train), SuperLearner().fit(*train)]
+    assert fits[0] == 2 * (5 + 1)  # the SVC's calibration and the stacker's "svm": 5 folds + refit each
+    fits[0] = 0
+    with shared_fits():
+        svc, stacker, super_learner = CalibratedSVC().fit(*train), Stacker().fit(*train), SuperLearner().fit(*train)
+    assert fits[0] == 5 + 1
+    for alone, together in zip(separate, (svc, stacker, super_learner)):
+        np.testing.assert_array_equal(alone.predict_proba(val[0]), together.predict_proba(val[0]))
+    assert svc.svm_ is stacker.base_models_["svm"]
+    assert svc.fold_accuracy_ == stacker.fold_accuracy_["svm"]
+    assert stacker.base_models_["lr"] is super_learner.base_learners_["LogisticRegression"]
+    assert stacker.base_models_["knn"] is super_learner.base_learners_["KNeighborsClassifier"]
+    assert stacker.base_models_["bayes"] is super_learner.base_learners_["GaussianNB"]
+    # Outside the block every fit is its own again.
+    assert CalibratedSVC().fit(*train).svm_ is not svc.svm_
+
+
+@pytest.mark.parametrize("mode", ["thesis", "scalable"])
+def test_folds_fitted_on_threads_give_the_same_models(
+    mode: str, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray]
+) -> None:
+    alone, threaded = Stacker(mode=mode).fit(*train), Stacker(mode=mode, n_jobs=2).fit(*train)
+    np.testing.assert_array_equal(alone.predict_proba(val[0]), threaded.predict_proba(val[0]))
+    assert alone.fold_accuracy_ == threaded.fold_accuracy_
+    learners = None if mode == "thesis" else SCALABLE_BASE_LEARNERS
+    alone_sl = SuperLearner(base_learners=learners, n_estimators=5, n_splits=3).fit(*train)
+    threaded_sl = SuperLearner(base_learners=learners, n_estimators=5, n_splits=3, n_jobs=2).fit(*train)
+    np.testing.assert_array_equal(alone_sl.predict_proba(val[0]), threaded_sl.predict_proba(val[0]))
+
+
+@pytest.mark.parametrize("cancel_at", [2, 5])
+def test_cancel_stops_training_on_threads_too(cancel_at: int, train: tuple[np.ndarray, np.ndarray]) -> None:
+    cancel, calls = cancel_on_call(cancel_at)
+    with pytest.raises(TrainingCancelled):
+        Stacker(n_jobs=2).fit(*train, cancel=cancel)
+    assert calls[0] == cancel_at
+
+
+def test_fold_accuracy_is_that_of_models_trained_on_the_other_folds() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = gallery(n_people=6, photos=10, noise=0.25)
+    svc = CalibratedSVC(multi_class="ovr", method="temperature").fit(X, y)
+    stacker = Stacker(mode="scalable").fit(X, y)
+    assert svc.n_splits_ == stacker.n_splits_ == 5
+    assert set(stacker.fold_accuracy_) == {*classifiers.STACKER_MODEL_NAMES, "stacking"}
+    assert all(len(scores) == 5 for scores in stacker.fold_accuracy_.values())
+    expected_svc, expected_lr = [], []
+    for rows, held_out in classifiers._stratified_folds(5, 0, np.unique(y, return_inverse=True)[1]):
+        # Temperature scaling never changes the most probable person: the fold SVM's accuracy
+        # is the calibrated SVC's.
+        fold_svc = CalibratedSVC(multi_class="ovr", method="temperature").fit(X[rows], y[rows])
+        expected_svc.append(fold_svc.score(X[held_out], y[held_out]))
+        fold_lr = LogisticRegression(max_iter=1000).fit(X[rows].astype(np.float64), y[rows])
+        expected_lr.append(fold_lr.score(X[held_out].astype(np.float64), y[held_out]))
+    assert svc.fold_accuracy_ == pytest.approx(expected_svc)
+    assert stacker.fold_accuracy_["lr"] == pytest.approx(expected_lr)
+    assert 0.5 < np.mean(expected_svc) < 1.0  # hard enough for the comparison to mean something
+    assert np.mean(stacker.fold_accuracy_["stacking"]) >= np.mean(stacker.fold_accuracy_["cart"])
 
 
 def test_shared_meta_model_weights_the_informative_base_model() -> None:
@@ -331,6 +483,22 @@ def test_shared_meta_model_weights_the_informative_base_model() -> None:
     proba = meta.predict_proba(np.hstack([informative, noise]))
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     assert np.mean(meta.predict(np.hstack([informative, noise])) == y) > 0.9
+
+
+def test_meta_model_fold_refits_by_one_newton_step_match_exact_refits() -> None:
+    rng = np.random.default_rng(1)
+    n, n_classes = 600, 8
+    y = rng.integers(n_classes, size=n)
+    informative = 0.4 * np.eye(n_classes)[y] + 0.6 * rng.dirichlet(np.ones(n_classes), n)
+    scores = rng.normal(size=(n, n_classes)) + 1.5 * np.eye(n_classes)[y]
+    stacked = np.ascontiguousarray(np.stack([informative, scores, rng.dirichlet(np.ones(n_classes), n)]))
+    coef, _ = classifiers._shared_logistic_coef(stacked, y, 1.0, 500)
+    folds = classifiers._stratified_folds(5, 0, y)
+    for (train, _), step in zip(folds, classifiers._shared_logistic_fold_coef(stacked, y, coef, 1.0, folds)):
+        rows = np.zeros(n, dtype=bool)
+        rows[train] = True
+        exact, _ = classifiers._shared_logistic_coef(stacked, y, 1.0, 500, rows=rows, coef0=coef)
+        assert np.abs(step - exact).max() < 0.1 * np.abs(exact - coef).max() + 1e-6
 
 
 def test_stacker_cv_scores_returns_fold_accuracies_per_model(train: tuple[np.ndarray, np.ndarray]) -> None:

@@ -1,12 +1,17 @@
-"""Detection (with the mtcnn 1.0 pyramid workaround) and five-point alignment, on real photos."""
+"""Detection (fast MTCNN stages, the mtcnn 1.0 pyramid workaround) and five-point alignment, on real photos."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from core.align import canonical_landmarks, similarity_transform
-from core.detector import MtcnnDetector
+from core.detector import MtcnnDetector, PackageMtcnnDetector, nms_keep, pyramid_scales
 from core.errors import ImageError
 from core.imageio import read_image
 from core.types import Detection
@@ -20,7 +25,7 @@ def three_faces(seed) -> np.ndarray:
 
 
 def test_upstream_pyramid_bug_is_still_there(three_faces):
-    """Documents why MtcnnDetector never passes min_face_size: the package loses every face."""
+    """Documents why neither detector passes min_face_size to the package: it loses every face."""
     from mtcnn import MTCNN
 
     raw = MTCNN()
@@ -104,3 +109,118 @@ def test_detection_dataclass_is_frozen():
     with pytest.raises(AttributeError):
         d.box = (0, 0, 0, 0)  # type: ignore[misc]
     assert d.size == 3
+
+
+# -- the fast detector against the package ----------------------------------------------------
+
+
+def _iou(a, b) -> float:
+    iw = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    ih = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return iw * ih / (a[2] * a[3] + b[2] * b[3] - iw * ih)
+
+
+def _assert_same_faces(ref, new, landmark_px: float = 2.0) -> None:
+    """Same count; boxes with IoU > 0.9 and corners within 3 px; landmarks within ``landmark_px``."""
+    assert len(new) == len(ref)
+    for a in ref:
+        b = max(new, key=lambda d: _iou(a.box, d.box))
+        assert _iou(a.box, b.box) > 0.9
+        corners_a = np.array([a.box[0], a.box[1], a.box[0] + a.box[2], a.box[1] + a.box[3]])
+        corners_b = np.array([b.box[0], b.box[1], b.box[0] + b.box[2], b.box[1] + b.box[3]])
+        assert np.abs(corners_a - corners_b).max() <= 3
+        assert np.abs(a.landmarks_array() - b.landmarks_array()).max() <= landmark_px
+        assert b.confidence == pytest.approx(a.confidence, abs=1e-3)
+
+
+def test_fast_detector_finds_the_same_faces_as_the_package(seed):
+    """Every 10th photo of the dataset (12 of 118; the benchmark's --equivalence runs all of them)."""
+    photos = sorted(p for p in seed.dataset.rglob("*") if p.is_file())[::10]
+    assert len(photos) >= 10
+    old, new = PackageMtcnnDetector(), MtcnnDetector()
+    for path in photos:
+        image = read_image(path)
+        _assert_same_faces(old.detect(image), new.detect(image))
+
+
+@pytest.mark.parametrize("min_face", [40, 80])
+def test_fast_detector_matches_the_previous_wrapper_above_20_px(three_faces, min_face):
+    ref = PackageMtcnnDetector(min_face_size=min_face).detect(three_faces)
+    new = MtcnnDetector(min_face_size=min_face).detect(three_faces)
+    _assert_same_faces(ref, new)
+    assert [d.confidence for d in new] == sorted((d.confidence for d in new), reverse=True)
+
+
+def test_same_landmarks_give_the_same_embeddings(seed, pipeline):
+    """Landmarks are rounded as the package rounds them, so embeddings (and their caches) are unchanged."""
+    image = read_image(sorted((seed.dataset / "val" / "elton_john").iterdir())[1])
+    old, new = PackageMtcnnDetector().detect(image), MtcnnDetector().detect(image)
+    assert [d.landmarks for d in new] == [d.landmarks for d in old]
+    assert np.array_equal(pipeline.embed(image, new), pipeline.embed(image, old))
+
+
+def test_pyramid_is_the_packages_without_the_levels_below_12_px():
+    from mtcnn.utils.images import build_scale_pyramid
+
+    for h, w in [(480, 640), (720, 1280), (300, 300), (120, 160), (37, 53), (24, 24)]:
+        expected = build_scale_pyramid(w, h, min_face_size=20, scale_factor=0.709)
+        assert np.array_equal(pyramid_scales(h, w, 20), expected)
+        bugged = build_scale_pyramid(w, h, min_face_size=80, scale_factor=0.709)
+        fixed = pyramid_scales(h, w, 80)
+        assert np.array_equal(fixed, bugged[: len(fixed)])
+        assert all(int(min(h, w) * s) >= 12 for s in fixed)
+        assert len(fixed) == len(bugged) or int(min(h, w) * bugged[len(fixed)]) < 12
+    assert len(pyramid_scales(11, 500, 20)) == 0
+
+
+@pytest.mark.parametrize("method", ["union", "min"])
+def test_nms_keeps_what_the_package_keeps(method):
+    """Including the package's quirk: a suppressed box still suppresses the boxes after it."""
+    from mtcnn.utils.bboxes import smart_nms_from_bboxes
+
+    rng = np.random.default_rng(7)
+    for n in (0, 1, 5, 60, 1500):  # 1500 spans two of nms_keep's column chunks
+        xy = rng.uniform(0, 300, (n, 2))
+        wh = rng.uniform(5, 80, (n, 2))
+        rows = np.concatenate([np.zeros((n, 1)), xy, xy + wh, rng.uniform(0, 1, (n, 1))], axis=1)
+        rows = rows[np.argsort(rows[:, 5])[::-1]]
+        expected = smart_nms_from_bboxes(rows, threshold=0.5, method=method, initial_sort=False)
+        got = rows[nms_keep(rows[:, 1:5], 0.5, method)]
+        assert np.array_equal(got, expected.reshape(-1, 6))
+    chain = np.array([[0, 0, 10, 10], [3, 0, 13, 10], [6, 0, 16, 10]], float)  # IoU 0.54 each step
+    assert list(nms_keep(chain, 0.5)) == [0]  # greedy NMS would keep box 2 as well
+
+
+def test_detectors_can_be_shared_between_threads(seed, three_faces):
+    images = [three_faces] + [read_image(min((seed.dataset / "val" / p).iterdir()))
+                              for p in ("madonna", "elton_john", "mindy_kaling")]
+    det = MtcnnDetector()
+    serial = [det.detect(im) for im in images]
+    results: dict[int, list] = {}
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            for _ in range(3):
+                assert det.detect(images[i]) == serial[i]
+            results[i] = det.detect(images[i])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(images))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert [results[i] for i in range(len(images))] == serial
+
+
+def test_importing_the_detector_loads_no_model():
+    code = "import sys, core.detector; assert 'tensorflow' not in sys.modules and 'mtcnn' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
+
+
+def test_detector_keeps_the_parameters_the_pipeline_signature_reads():
+    det = MtcnnDetector(min_face_size=80, max_side=960, min_confidence=0.9)
+    assert (det.min_face_size, det.max_side, det.min_confidence) == (80, 960, 0.9)

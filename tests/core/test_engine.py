@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -103,6 +105,38 @@ def test_person_in_gallery_but_not_yet_trained_is_recognised_by_gallery_only(tra
     decision = model.decide(embs[2:])[0][2]
     assert decision.identity == "obama"
     assert "gallery only" in decision.reason
+
+
+def test_decide_tables_follow_the_classifiers_even_when_they_are_swapped(trained_model, val_set):
+    model = RecognitionModel(dict(trained_model.classifiers), trained_model.gallery, trained_model.calibration,
+                             Policy(), trained_model.metadata)
+    probs = model.probabilities(val_set.x[:3])
+    first = model.decide(val_set.x[:3])
+    for i, (votes, table, decision, _) in enumerate(first):
+        assert decision.accepted and "all three models agree" in decision.reason
+        for name, clf in model.classifiers.items():
+            assert table[name] == {str(c): float(p) for c, p in zip(clf.classes_, probs[name][i])}
+    # The same models answering under other names: the gallery's people are no longer theirs.
+    for name, clf in list(model.classifiers.items()):
+        renamed = copy.copy(clf)
+        renamed.classes_ = np.array([f"x-{c}" for c in clf.classes_])
+        model.classifiers[name] = renamed
+    for votes, table, decision, _ in model.decide(val_set.x[:3]):
+        assert all(v.identity.startswith("x-") for v in votes)
+        assert all(set(t) == {f"x-{c}" for c in trained_model.classifiers["svc"].classes_} for t in table.values())
+        assert decision.accepted and "gallery only" in decision.reason
+
+
+def test_training_with_the_large_gallery_parts_is_reproducible(monkeypatch, train_set, val_set):
+    from core import classifiers
+    from core.engine import train_model
+
+    monkeypatch.setattr(classifiers, "MAX_THESIS_CLASSES", 2)  # the 1,000-people parts, threads on
+    first, second = train_model(train_set.x, train_set.y), train_model(train_set.x, train_set.y)
+    assert first.classifiers["stacker"].mode_ == "scalable"
+    for name in MODEL_NAMES:
+        np.testing.assert_array_equal(first.probabilities(val_set.x)[name], second.probabilities(val_set.x)[name])
+        assert (first.classifiers[name].predict(val_set.x) == val_set.y).all(), name
 
 
 def test_model_save_load_roundtrip(tmp_path, trained_model, val_set, pipeline):

@@ -31,6 +31,40 @@ def test_distances_match_brute_force():
         assert np.allclose(d[:, j], brute, atol=1e-4)
 
 
+@pytest.mark.parametrize("k", [1, 3])
+def test_distances_with_left_out_rows_and_uneven_identities_match_brute_force(k):
+    rng = np.random.default_rng(3)
+    x, y = _clusters(n_people=9, per=6, noise=0.6)
+    keep = rng.random(len(y)) < 0.6
+    keep[::6] = True  # everyone keeps at least one photo, some only one
+    x, y = x[keep], y[keep]
+    order = rng.permutation(len(y))  # identities interleaved, as a registry returns them
+    x, y = x[order], y[order]
+    exclude = rng.integers(-1, len(x), size=len(x))
+    g = Gallery(x, y, k=k)
+    d = g.distances(x, exclude=exclude)
+    for i in range(len(x)):
+        for j, ident in enumerate(g.identities):
+            rows = [r for r in np.flatnonzero(y == ident) if r != exclude[i]]
+            if not rows:
+                assert d[i, j] == np.inf
+                continue
+            brute = np.sort(np.linalg.norm(x[rows] - x[i], axis=1))[:k].mean()
+            assert d[i, j] == pytest.approx(brute, abs=1e-3)  # float32: sqrt(2 - 2 a.b) near 0
+
+
+def test_nearest_names_the_closest_identity_and_the_margin_to_the_next():
+    x, y = _clusters(n_people=40, per=5, noise=0.8)
+    probes, _ = _clusters(n_people=40, per=2, noise=0.8, seed=1)
+    names, dist, margin = Gallery(x, y).nearest(probes)
+    brute = np.stack([np.linalg.norm(probes[:, None] - x[y == ident][None], axis=2).min(axis=1)
+                      for ident in np.unique(y)], axis=1)
+    ranked = np.sort(brute, axis=1)
+    assert list(names) == list(np.unique(y)[np.argmin(brute, axis=1)])
+    np.testing.assert_allclose(dist, ranked[:, 0], atol=1e-4)
+    np.testing.assert_allclose(margin, ranked[:, 1] - ranked[:, 0], atol=1e-4)
+
+
 def test_leave_one_out_never_matches_itself():
     x, y = _clusters()
     genuine, impostor = Gallery(x, y).genuine_and_impostor()

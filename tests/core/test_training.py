@@ -94,6 +94,7 @@ def test_retrain_records_checks_and_activates_a_new_version(base, pipeline, trai
     assert all(check["ok"] for check in metrics["checks"].values())
     assert {"svc", "stacker", "lr", "knn", "cart", "svm", "bayes"} <= set(metrics["cv_accuracy"])
     assert all(len(scores) == metrics["cv_folds"] for scores in metrics["cv_accuracy"].values())
+    assert metrics["cv_method"] == "refit"  # a small gallery: the SVC and the stacker retrained per fold
     assert set(metrics["train_accuracy"]) == {"svc", "stacker", "super_learner"}
     assert metrics["calibration"]["threshold"] == pytest.approx(metrics["threshold"])
     assert 0.5 < metrics["threshold"] < 1.3
@@ -112,6 +113,29 @@ def test_retrain_records_checks_and_activates_a_new_version(base, pipeline, trai
     for emp, person in PEOPLE.items():
         got = identities(model, probes(train_set, person))
         assert got.count(emp) >= 0.8 * len(got), (emp, got)
+
+
+def test_a_large_gallery_takes_its_fold_accuracy_from_the_training_folds(base, tmp_path, pipeline, monkeypatch):
+    from core import classifiers
+
+    monkeypatch.setattr(classifiers, "MAX_THESIS_CLASSES", 2)  # the large-gallery parts, on 3 people
+    db, models = clone(base, tmp_path)
+    with Registry.open(db) as reg:
+        messages: list[str] = []
+        mv = retrain(reg, pipeline, models, actor=HR, progress=lambda fraction, message: messages.append(message))
+        assert mv.active, mv.notes
+        metrics = mv.metrics
+        assert metrics["cv_method"] == "out_of_fold"
+        assert set(metrics["cv_accuracy"]) == {"svc", "lr", "knn", "cart", "svm", "bayes", "stacker"}
+        assert all(len(scores) == metrics["cv_folds"] for scores in metrics["cv_accuracy"].values())
+        model = load_active_model(reg, models)
+        assert model is not None
+        svc, stacker = model.classifiers["svc"], model.classifiers["stacker"]
+        assert (svc.method_, stacker.mode_, svc.n_splits_) == ("temperature", "scalable", metrics["cv_folds"])
+        assert metrics["cv_accuracy"]["svc"] == [round(a, 4) for a in svc.fold_accuracy_]
+        assert metrics["cv_accuracy"]["stacker"] == [round(a, 4) for a in stacker.fold_accuracy_["stacking"]]
+        # Nothing was trained again for the figures.
+        assert not any(m.startswith(("cross-validating svc", "Fold ")) for m in messages)
 
 
 def test_erasure_then_retrain_forgets_the_person_and_rollback_brings_back_the_old_version(
