@@ -83,7 +83,7 @@ class TrackerOptions:
         Observations without a decision after which the track is declared unknown.
     strong_votes_needed
         Consecutive agreeing observations that suffice when every one of them is clear-cut
-        (:func:`is_strong`); never more than ``votes_needed``.
+        (:func:`is_strong`); ``votes_needed`` if that is fewer.
     min_observations_to_report
         A track that leaves undecided is reported only if it was observed at least this often;
         fewer is a glimpse (usually a face crossing the frame's edge), counted in
@@ -104,8 +104,8 @@ class TrackerOptions:
             raise ValueError("iou_match must lie in (0, 1].")
         if self.votes_needed < 1 or self.window < self.votes_needed:
             raise ValueError("votes_needed must be at least 1 and no larger than window.")
-        if not 1 <= self.strong_votes_needed <= self.votes_needed:
-            raise ValueError("strong_votes_needed must lie between 1 and votes_needed.")
+        if self.strong_votes_needed < 1:
+            raise ValueError("strong_votes_needed must be at least 1.")
         if self.give_up_after < self.votes_needed:
             raise ValueError("give_up_after must be at least votes_needed.")
         if not 0.5 <= self.min_share <= 1.0:
@@ -514,8 +514,9 @@ class Tracker:
         recent = list(track.observations)[-opts.votes_needed:]
         outcomes = {o.outcome for o in recent}
         consistent = len(recent) == opts.votes_needed and len(outcomes) == 1
-        quick = list(track.observations)[-opts.strong_votes_needed:]
-        if (not consistent and len(quick) == opts.strong_votes_needed and all(o.strong for o in quick)
+        fast = min(opts.strong_votes_needed, opts.votes_needed)
+        quick = list(track.observations)[-fast:]
+        if (not consistent and len(quick) == fast and all(o.strong for o in quick)
                 and len({o.outcome for o in quick}) == 1):
             recent, consistent = quick, True
         if track.state is TrackState.CHECKING:
