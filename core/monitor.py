@@ -387,12 +387,7 @@ class CameraWorker:
             result = FrameResult(self.name, frame.index, frame.image, frame.captured, self.tracker.snapshot(),
                                  self.source.status(), self._processed.value(now), self._recognised.value(now),
                                  stages, self.models.get().version)
-            self.latest = result
-            if self.on_frame is not None:
-                try:
-                    self.on_frame(result)
-                except Exception:
-                    log.exception("%s: frame callback failed", self.name)
+            self._publish(result)
 
     def _merge(self, gray: tuple[np.ndarray, float], frame_index: int) -> list[TrackDecision]:
         with self._pending_lock:
@@ -434,6 +429,9 @@ class CameraWorker:
         result = FrameResult(self.name, self.latest.frame_index, self.latest.image, self.latest.captured,
                              self.tracker.snapshot(), self.source.status(), self._processed.value(now),
                              self._recognised.value(now), self.latest.stages, self.latest.model_version)
+        self._publish(result)
+
+    def _publish(self, result: FrameResult) -> None:
         self.latest = result
         if self.on_frame is not None:
             try:
