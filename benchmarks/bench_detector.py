@@ -17,9 +17,9 @@ before and after each frame's rounds is recorded with its results (``load_1min``
 
 - ``package``: ``mtcnn.MTCNN().detect_faces(frame)`` with the package defaults (``min_face_size=20``),
   the naive baseline;
-- ``old_minN``: :class:`core.detector.PackageMtcnnDetector` (the previous wrapper, which downscales by
+- ``old_minN``: :class:`core.vision.detector.PackageMtcnnDetector` (the previous wrapper, which downscales by
   ``20 / N`` before calling the package);
-- ``new_minN``: :class:`core.detector.MtcnnDetector` (fast stages, same results).
+- ``new_minN``: :class:`core.vision.detector.MtcnnDetector` (fast stages, same results).
 
 On 1280×720 ``min_face_size=120`` is the 640×480 ``80`` scaled with the frame, which is what a user of
 a 720p camera would set.
@@ -55,8 +55,8 @@ def face_tile(seed: Any, person: str, face_px: int, margin: float = 0.2) -> np.n
     the face box is about ``face_px`` wide (the reference detector finds the face)."""
     import cv2
 
-    from core.detector import PackageMtcnnDetector
-    from core.imageio import read_image
+    from core.vision.detector import PackageMtcnnDetector
+    from core.vision.imageio import read_image
 
     path = min((seed.dataset / "val" / person).iterdir())
     image = read_image(path)
@@ -108,7 +108,7 @@ def interleaved(configs: dict[str, Callable[[], Any]], rounds: int, warmup: int 
 def speed(seed: Any, rounds: int, skip_slow: bool) -> dict[str, Any]:
     from mtcnn import MTCNN
 
-    from core.detector import MtcnnDetector, PackageMtcnnDetector
+    from core.vision.detector import MtcnnDetector, PackageMtcnnDetector
 
     package = MTCNN()
     results: dict[str, Any] = {}
@@ -177,8 +177,8 @@ def compare(ref: list[list[Any]], new: list[list[Any]]) -> dict[str, Any]:
 
 def equivalence(seed: Any) -> dict[str, Any]:
     """The previous wrapper against the fast detector on every train and val photo."""
-    from core.detector import MtcnnDetector, PackageMtcnnDetector
-    from core.imageio import read_image
+    from core.vision.detector import MtcnnDetector, PackageMtcnnDetector
+    from core.vision.imageio import read_image
 
     photos = [read_image(p) for p in sorted(seed.dataset.rglob("*")) if p.is_file()]
     out = {}

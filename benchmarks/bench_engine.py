@@ -77,10 +77,10 @@ def main() -> int:
     reps = 5 if args.quick else 15
 
     from core.assets import ensure_seed_assets
-    from core.classifiers import make_classifier
-    from core.dataset import embed_folder
-    from core.detector import MtcnnDetector
-    from core.engine import FacePipeline
+    from core.recognition.classifiers import make_classifier
+    from core.recognition.dataset import embed_folder
+    from core.vision.detector import MtcnnDetector
+    from core.recognition.engine import FacePipeline
     from tests.conftest import compose, face_crop
 
     seed = ensure_seed_assets()

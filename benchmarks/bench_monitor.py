@@ -7,7 +7,7 @@ Run from the repository root::
     .venv/bin/python benchmarks/bench_monitor.py --quick         # shorter runs
 
 Writes ``benchmarks/results/monitor.json`` and prints a table.  Every figure is a median on this
-machine (noted in the output).  Frames come from the demo scene (:mod:`core.demo_scene`): real
+machine (noted in the output).  Frames come from the demo scene (:mod:`core.demo.scene`): real
 5-celebrity val photos and a stranger composed into a moving gate scene, at 640×480 and 1280×720,
 with one face or three at once.
 
@@ -23,7 +23,7 @@ naive
     The naive loop: ``mtcnn.MTCNN().detect_faces`` with the package's defaults, then align, embed
     and classify, on every frame.
 live
-    :class:`core.monitor.Monitor` on a :class:`core.sources.RenderedSource` playing the scene in
+    :class:`core.live.monitor.Monitor` on a :class:`core.live.sources.RenderedSource` playing the scene in
     real time (25 fps): frames delivered by the source, frames processed by the overlay thread
     (each with up-to-date boxes and identities), recognition passes per second, and the time from
     the first frame in which a face is fully in view to its decision being published.
@@ -62,8 +62,8 @@ def rss_mb() -> float:
 
 def load_faces(count: int) -> list[tuple[str, np.ndarray, tuple[int, int, int, int]]]:
     from core.assets import ensure_seed_assets, ensure_strangers
-    from core.detector import MtcnnDetector
-    from core.imageio import read_image
+    from core.vision.detector import MtcnnDetector
+    from core.vision.imageio import read_image
 
     seed = ensure_seed_assets()
     detector = MtcnnDetector()
@@ -80,7 +80,7 @@ def load_faces(count: int) -> list[tuple[str, np.ndarray, tuple[int, int, int, i
 
 
 def make_scene(size: tuple[int, int], faces_at_once: int, faces: list) -> object:
-    from core.demo_scene import DemoScene
+    from core.demo.scene import DemoScene
 
     # One face: the five people and the stranger one after another.  Three: three at a time.
     return DemoScene.with_faces(faces, size=size, together=faces_at_once)
@@ -107,8 +107,8 @@ def median(values: list[float]) -> float:
 def bench_stages(scene, frames: list[int], model, pipeline, min_face: int) -> dict:
     import cv2
 
-    from core.detector import MtcnnDetector
-    from core.tracking import FlowShifter, Observation, Tracker, observation_weight
+    from core.vision.detector import MtcnnDetector
+    from core.live.tracking import FlowShifter, Observation, Tracker, observation_weight
     from core.types import FaceResult
 
     detector = MtcnnDetector(min_face_size=min_face)
@@ -191,8 +191,8 @@ def bench_naive(images: list[np.ndarray], model, pipeline) -> dict:
 
 
 def bench_live(scene, model, pipeline, seconds: float, min_face: int) -> dict:
-    from core.monitor import Monitor, MonitorOptions
-    from core.sources import RenderedSource
+    from core.live.monitor import Monitor, MonitorOptions
+    from core.live.sources import RenderedSource
 
     source = RenderedSource("bench", scene.render, fps=25.0)
     processed: list[float] = []
@@ -256,9 +256,9 @@ def bench_live(scene, model, pipeline, seconds: float, min_face: int) -> dict:
 
 
 def bench_soak(seconds: float, model, pipeline) -> dict:
-    from core.demo_scene import DemoScene
-    from core.monitor import Monitor
-    from core.sources import RenderedSource
+    from core.demo.scene import DemoScene
+    from core.live.monitor import Monitor
+    from core.live.sources import RenderedSource
 
     scene = DemoScene.from_assets()
     sources = [RenderedSource(f"demo{i}", scene.render, fps=scene.fps) for i in (1, 2)]
@@ -288,8 +288,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from core.assets import ensure_seed_assets
-    from core.dataset import embed_folder
-    from core.engine import FacePipeline, train_model
+    from core.recognition.dataset import embed_folder
+    from core.recognition.engine import FacePipeline, train_model
 
     pipeline = FacePipeline()
     train = embed_folder(ensure_seed_assets().dataset / "train", pipeline)

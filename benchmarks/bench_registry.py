@@ -10,7 +10,7 @@ Embeddings are sampled around random centres on the unit sphere (fine for timing
 on the real photos by ``facegate evaluate``). Photos are tiny placeholder JPEGs: what is timed is the
 registry's writes and the retrain, not the camera. Reported:
 
-* ``retrain_s`` and ``stages``: wall time of ``core.training.retrain`` and of each of its stages, read
+* ``retrain_s`` and ``stages``: wall time of ``core.registry.training.retrain`` and of each of its stages, read
   from its progress messages (reading the embeddings, each classifier, open-set calibration, the
   per-fold accuracy figures, the activation checks, saving); ``retrain_cpu_s``: the CPU seconds it
   used (all threads), which other processes on the machine inflate much less than the wall time;
@@ -106,7 +106,7 @@ def held_out_accuracy(people: int, per: int, noise: float) -> dict[str, Any]:
     """Each classifier trained on 80 % of every person's embeddings, scored on the rest."""
     from sklearn.model_selection import train_test_split
 
-    from core.classifiers import make_classifier, shared_fits
+    from core.recognition.classifiers import make_classifier, shared_fits
 
     x, y = sphere(people, per, noise)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, stratify=y, random_state=0)
@@ -135,7 +135,7 @@ def main() -> int:
 
     from benchmarks.bench_engine import machine, synthetic
     from core.registry import Registry
-    from core.training import EmbedderInfo, load_active_model, retrain
+    from core.registry.training import EmbedderInfo, load_active_model, retrain
 
     x, y = synthetic(args.people, args.per)
     info = EmbedderInfo("facenet-keras-taniai-msceleb1m", "synthetic", "synthetic-benchmark")

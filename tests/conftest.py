@@ -27,28 +27,28 @@ def strangers_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def pipeline():
-    from core.engine import FacePipeline
+    from core.recognition.engine import FacePipeline
 
     return FacePipeline()
 
 
 @pytest.fixture(scope="session")
 def train_set(seed, pipeline):
-    from core.dataset import embed_folder
+    from core.recognition.dataset import embed_folder
 
     return embed_folder(seed.dataset / "train", pipeline)
 
 
 @pytest.fixture(scope="session")
 def val_set(seed, pipeline):
-    from core.dataset import embed_folder
+    from core.recognition.dataset import embed_folder
 
     return embed_folder(seed.dataset / "val", pipeline)
 
 
 @pytest.fixture(scope="session")
 def trained_model(train_set):
-    from core.engine import train_model
+    from core.recognition.engine import train_model
 
     return train_model(train_set.x, train_set.y)
 
@@ -57,8 +57,8 @@ def face_crop(seed, person: str, index: int = 0, size: int = 200) -> np.ndarray:
     """A real face from the val set, cropped with some context and resized to ``size`` wide (RGB)."""
     import cv2
 
-    from core.detector import MtcnnDetector
-    from core.imageio import read_image
+    from core.vision.detector import MtcnnDetector
+    from core.vision.imageio import read_image
 
     path = sorted((seed.dataset / "val" / person).iterdir())[index]
     image = read_image(path)

@@ -1,4 +1,4 @@
-"""Tests of core.classifiers on synthetic FaceNet-like embeddings.
+"""Tests of core.recognition.classifiers on synthetic FaceNet-like embeddings.
 
 Embeddings are noisy copies of random unit "person centres" in 128 dimensions, L2-normalised
 again, with string labels.  The noise (0.2 per dimension) is large enough that the models make
@@ -24,8 +24,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.naive_bayes import GaussianNB
 from sklearn.svm import LinearSVC
 
-from core import classifiers
-from core.classifiers import (
+from core.recognition import classifiers
+from core.recognition.classifiers import (
     BASE_LEARNER_NAMES,
     CLASSIFIERS,
     SCALABLE_BASE_LEARNERS,
@@ -640,7 +640,7 @@ def test_invalid_parameters_are_reported_by_fit(model: Any, train: tuple[np.ndar
 
 
 def test_classifiers_module_does_not_need_qt() -> None:
-    code = "import sys; sys.modules['PySide6'] = None; import core.classifiers"
+    code = "import sys; sys.modules['PySide6'] = None; import core.recognition.classifiers"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
 
 

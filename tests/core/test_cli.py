@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.cli import build_parser, main
+from core.cli.main import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,10 +67,10 @@ def test_recognize_text_output(seed, capsys):
 
 
 def test_console_script_runs_without_qt_and_reports_errors_in_one_line(tmp_path):
-    """`python -m core.cli` with PySide6 blocked: core never needs Qt."""
+    """`python -m core.cli.main` with PySide6 blocked: core never needs Qt."""
     code = (
         "import sys; sys.modules['PySide6'] = None\n"
-        "from core.cli import main\n"
+        "from core.cli.main import main\n"
         f"sys.exit(main(['-q', 'recognize', '--model', {str(tmp_path)!r}, 'x.jpg']))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)

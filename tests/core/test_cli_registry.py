@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from core.cli import main
+from core.cli.main import main
 
 PASS = "correct horse battery"
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from core.demo_scene import MIN_VISIBLE, PERSONS, DemoScene
+from core.demo.scene import MIN_VISIBLE, PERSONS, DemoScene
 from core.types import UNKNOWN
 
 SIZES = [(640, 480), (1280, 720)]
@@ -16,7 +16,7 @@ SIZES = [(640, 480), (1280, 720)]
 
 @pytest.fixture(scope="module")
 def detector():
-    from core.detector import MtcnnDetector
+    from core.vision.detector import MtcnnDetector
 
     return MtcnnDetector()
 
@@ -122,7 +122,7 @@ def test_the_detector_finds_exactly_the_truth_faces(scenes, detector):
 
 
 def test_only_val_photos_are_shown(scenes, detector, seed, strangers_dir, monkeypatch):
-    from core import demo_scene
+    from core.demo import scene as demo_scene
 
     read: list[str] = []
     original = demo_scene.read_image
@@ -155,7 +155,7 @@ def test_only_val_photos_are_shown(scenes, detector, seed, strangers_dir, monkey
 
 
 def test_with_faces_builds_custom_scenes(seed, detector):
-    from core.imageio import read_image
+    from core.vision.imageio import read_image
 
     faces = []
     for person in ("ben_afflek", "madonna", "jerry_seinfeld"):
@@ -183,5 +183,5 @@ def test_with_faces_builds_custom_scenes(seed, detector):
 
 
 def test_core_demo_scene_does_not_import_qt():
-    code = "import sys, core.demo_scene; sys.exit(any(m.startswith('PySide6') for m in sys.modules))"
+    code = "import sys, core.demo.scene; sys.exit(any(m.startswith('PySide6') for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

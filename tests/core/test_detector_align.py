@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.align import canonical_landmarks, similarity_transform
-from core.detector import MtcnnDetector, PackageMtcnnDetector, nms_keep, pyramid_scales
+from core.vision.align import canonical_landmarks, similarity_transform
+from core.vision.detector import MtcnnDetector, PackageMtcnnDetector, nms_keep, pyramid_scales
 from core.errors import ImageError
-from core.imageio import read_image
+from core.vision.imageio import read_image
 from core.types import Detection
 from tests.conftest import compose, face_crop
 
@@ -24,13 +24,28 @@ def three_faces(seed) -> np.ndarray:
     return compose([face_crop(seed, p) for p in ("ben_afflek", "madonna", "jerry_seinfeld")])
 
 
-def test_upstream_pyramid_bug_is_still_there(three_faces):
-    """Documents why neither detector passes min_face_size to the package: it loses every face."""
+def test_upstream_min_face_size_loses_faces_and_our_downscaling_finds_them(three_faces):
+    """Why neither detector passes ``min_face_size`` to the mtcnn package.
+
+    mtcnn's scale pyramid is built as if it started at scale 1 while it starts at 12/min_face_size,
+    so with min_face_size=80 it loses every face.  Depending on the keras release it says so by
+    returning ``[]`` (keras <= 3.15.0: the error is caught inside mtcnn) or by raising ``ValueError``
+    ("The convolution operation resulted in an empty output", keras 3.15.1).  Either failure mode is
+    the bug; what we rely on is that our own downscaling finds all three faces at that size.
+    """
     from mtcnn import MTCNN
 
     raw = MTCNN()
     assert len(raw.detect_faces(three_faces)) == 3
-    assert raw.detect_faces(three_faces, min_face_size=80) == []
+    try:
+        upstream = raw.detect_faces(three_faces, min_face_size=80)
+    except ValueError:
+        upstream = None  # the newer failure mode
+    if upstream is not None and len(upstream) == 3:
+        pytest.skip("mtcnn's min_face_size works again upstream: the downscaling workaround may go")
+    assert upstream is None or len(upstream) < 3
+    ours = MtcnnDetector(min_face_size=80).detect(three_faces)
+    assert len(ours) == 3
 
 
 @pytest.mark.parametrize("min_face", [20, 40, 80, 100])
@@ -217,7 +232,7 @@ def test_detectors_can_be_shared_between_threads(seed, three_faces):
 
 
 def test_importing_the_detector_loads_no_model():
-    code = "import sys, core.detector; assert 'tensorflow' not in sys.modules and 'mtcnn' not in sys.modules"
+    code = "import sys, core.vision.detector; assert 'tensorflow' not in sys.modules and 'mtcnn' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
 
 

@@ -7,10 +7,10 @@ import copy
 import numpy as np
 import pytest
 
-from core.engine import MODEL_NAMES, Policy, RecognitionModel, Recognizer
+from core.recognition.engine import MODEL_NAMES, Policy, RecognitionModel, Recognizer
 from core.errors import FaceError, ModelError
-from core.imageio import read_image
-from core.openset import Gallery
+from core.vision.imageio import read_image
+from core.recognition.openset import Gallery
 from core.types import UNKNOWN
 from tests.conftest import compose, face_crop
 
@@ -128,8 +128,8 @@ def test_decide_tables_follow_the_classifiers_even_when_they_are_swapped(trained
 
 
 def test_training_with_the_large_gallery_parts_is_reproducible(monkeypatch, train_set, val_set):
-    from core import classifiers
-    from core.engine import train_model
+    from core.recognition import classifiers
+    from core.recognition.engine import train_model
 
     monkeypatch.setattr(classifiers, "MAX_THESIS_CLASSES", 2)  # the 1,000-people parts, threads on
     first, second = train_model(train_set.x, train_set.y), train_model(train_set.x, train_set.y)

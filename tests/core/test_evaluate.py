@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from core.cli import main
+from core.cli.main import main
 from core.errors import DatasetError
-from core.evaluate import evaluate
+from core.recognition.evaluate import evaluate
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 
 from core.assets import SeedAssets, ensure_seed_assets, sha256_of
 from core.errors import ModelError
-from core.facenet import EMBEDDING_SIZE, INPUT_SIZE, FaceNetEmbedder, prewhiten
+from core.vision.facenet import EMBEDDING_SIZE, INPUT_SIZE, FaceNetEmbedder, prewhiten
 
 PEOPLE = ("ben_afflek", "madonna", "jerry_seinfeld")
 PHOTOS_PER_PERSON = 3
@@ -77,7 +77,7 @@ def faces(assets: SeedAssets) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_module_import_does_not_load_tensorflow() -> None:
-    code = "import sys, core.facenet; sys.exit('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    code = "import sys, core.vision.facenet; sys.exit('tensorflow' in sys.modules or 'keras' in sys.modules)"
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.run([sys.executable, "-c", code], check=False, cwd=root, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -163,7 +163,7 @@ def test_folding_batchnorm_matches_the_layer_by_layer_network(
     embedder: FaceNetEmbedder, assets: SeedAssets, faces: tuple[np.ndarray, np.ndarray]
 ) -> None:
     """The embedder folds BatchNormalization into the convolutions; the unfolded graph must agree."""
-    from core import facenet
+    from core.vision import facenet
 
     config_json, weights = facenet._read_keras2_h5(assets.facenet_h5)
     faithful = facenet._build_model(config_json)
@@ -179,7 +179,7 @@ def test_cached_model_gives_identical_embeddings(
     embedder: FaceNetEmbedder, assets: SeedAssets, faces: tuple[np.ndarray, np.ndarray], use_cache: Path
 ) -> None:
     assert not embedder.loaded_from_cache_  # the module's embedder converted from the .h5
-    from core.facenet import _cache_path
+    from core.vision.facenet import _cache_path
 
     expected = _cache_path(sha256_of(assets.facenet_h5))
     assert expected.name.startswith(f"facenet-{sha256_of(assets.facenet_h5)[:16]}")
@@ -196,7 +196,7 @@ def test_damaged_cache_is_rebuilt(
     assets: SeedAssets, faces: tuple[np.ndarray, np.ndarray], embedder: FaceNetEmbedder,
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from core.facenet import _cache_path
+    from core.vision.facenet import _cache_path
 
     monkeypatch.setenv("FACEGATE_CACHE_DIR", str(tmp_path))
     target = _cache_path(sha256_of(assets.facenet_h5))
@@ -254,7 +254,7 @@ def test_cache_of_another_file_is_never_used(
     embedder: FaceNetEmbedder, caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A good cache file placed under a damaged .h5's hash is refused: its recorded source differs."""
-    from core.facenet import _cache_path
+    from core.vision.facenet import _cache_path
 
     monkeypatch.setenv("FACEGATE_CACHE_DIR", str(tmp_path))
     bad = _truncated(assets.facenet_h5, tmp_path / "facenet_keras.h5")

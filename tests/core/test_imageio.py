@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from core.errors import ImageError
-from core.imageio import decode_image, downscale_to, read_image, to_rgb8
+from core.vision.imageio import decode_image, downscale_to, read_image, to_rgb8
 
 
 def _photo(seed):

@@ -12,18 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.monitor import EventWriter, Monitor, MonitorOptions, decision_code
-from core.sources import Frame, RenderedSource, SourceOptions, SourceState, SourceStatus, open_source
-from core.tracking import TrackState
+from core.live.monitor import EventWriter, Monitor, MonitorOptions, decision_code
+from core.live.sources import Frame, RenderedSource, SourceOptions, SourceState, SourceStatus, open_source
+from core.live.tracking import TrackState
 from core.types import UNKNOWN
 
 
 @pytest.fixture(scope="module")
 def short_scene(seed, strangers_dir):
     """Madonna (val photo, never trained on), then a stranger: two segments of about 5 s."""
-    from core.demo_scene import DemoScene
-    from core.detector import MtcnnDetector
-    from core.imageio import read_image
+    from core.demo.scene import DemoScene
+    from core.vision.detector import MtcnnDetector
+    from core.vision.imageio import read_image
 
     detector = MtcnnDetector()
     faces = []
@@ -190,7 +190,7 @@ def test_no_decision_on_old_frames(short_scene, trained_model, pipeline):
 
 def test_event_writer_keeps_an_event_whose_operator_was_erased(registry_path, trained_model):
     from core.registry import Registry
-    from core.tracking import Observation, Tracker, TrackerOptions
+    from core.live.tracking import Observation, Tracker, TrackerOptions
     from tests.core.test_tracking import result
 
     tracker = Tracker("gate1", TrackerOptions(votes_needed=1))
@@ -223,8 +223,8 @@ def demo_run(tmp_path_factory, seed):
     import contextlib
     import io
 
-    from core.cli import main
-    from core.demo_scene import DemoScene
+    from core.cli.main import main
+    from core.demo.scene import DemoScene
 
     data_dir = tmp_path_factory.mktemp("demo-data")
     scene = DemoScene.from_assets()
@@ -267,7 +267,7 @@ def test_cli_monitor_stops_cleanly_on_ctrl_c_and_leaves_other_registries_alone(d
     before = _registry_state(data_dir)
     lines: list[str] = []
     with open(tmp_path / "stderr.txt", "w") as err_file:
-        proc = subprocess.Popen([sys.executable, "-m", "core.cli", "-q", "monitor", "--data-dir", str(data_dir)],
+        proc = subprocess.Popen([sys.executable, "-m", "core.cli.main", "-q", "monitor", "--data-dir", str(data_dir)],
                                 stdout=subprocess.PIPE, stderr=err_file, text=True)
         reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)  # type: ignore[arg-type]
         reader.start()
@@ -312,7 +312,7 @@ def test_soak_ten_minutes_of_demo_at_full_speed_keeps_memory_flat(trained_model,
 
     Run with ``pytest -m slow``; the same soak with two cameras is in benchmarks/bench_monitor.py.
     """
-    from core.demo_scene import DemoScene
+    from core.demo.scene import DemoScene
 
     scene = DemoScene.from_assets()
     source = RenderedSource("soak", scene.render, options=SourceOptions(realtime=False))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.errors import ModelError
-from core.openset import Gallery, calibrate, gate
+from core.recognition.openset import Gallery, calibrate, gate
 from core.types import UNKNOWN
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import security
+from core.registry import security
 from core.errors import EnrollmentError
 from core.registry import (
     GENESIS_HASH,
@@ -632,5 +632,5 @@ def test_passphrase_from_env_or_prompt(monkeypatch):
 def test_registry_never_imports_qt():
     code = ("import sys\n"
             "for name in ('PySide6', 'PyQt5', 'PyQt6', 'shiboken6'): sys.modules[name] = None\n"
-            "import core.registry, core.security\n")
+            "import core.registry, core.registry.security\n")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from core.errors import CameraError
-from core.sources import (
+from core.live.sources import (
     Frame,
     FrameSource,
     RenderedSource,

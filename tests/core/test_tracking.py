@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.tracking import (
+from core.live.tracking import (
     FlowShifter,
     Observation,
     Tracker,
@@ -178,7 +178,7 @@ def test_a_late_pass_is_matched_where_the_track_was_in_its_frame():
 
 
 def test_clear_cut_evidence_decides_after_fewer_frames():
-    from core.tracking import is_strong
+    from core.live.tracking import is_strong
 
     tracker = Tracker("cam", TrackerOptions(votes_needed=3, strong_votes_needed=2))
     sure = result("alice", distance=0.4, prob=0.95)  # threshold 0.9: well inside, all models sure

@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.classifiers import TrainingCancelled, TrainingDataError
-from core.engine import Recognizer
-from core.enrollment import Enroller
+from core.recognition.classifiers import TrainingCancelled, TrainingDataError
+from core.recognition.engine import Recognizer
+from core.registry.enrollment import Enroller
 from core.errors import ModelError
-from core.imageio import read_image
+from core.vision.imageio import read_image
 from core.registry import ModelVersion, Registry, RegistryError
-from core.training import (
+from core.registry.training import (
     EmbedderInfo,
     current_gallery_model,
     load_active_model,
@@ -116,7 +116,7 @@ def test_retrain_records_checks_and_activates_a_new_version(base, pipeline, trai
 
 
 def test_a_large_gallery_takes_its_fold_accuracy_from_the_training_folds(base, tmp_path, pipeline, monkeypatch):
-    from core import classifiers
+    from core.recognition import classifiers
 
     monkeypatch.setattr(classifiers, "MAX_THESIS_CLASSES", 2)  # the large-gallery parts, on 3 people
     db, models = clone(base, tmp_path)

@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from core.registry import Registry
-from core.training import EmbedderInfo, retrain
+from core.registry.training import EmbedderInfo, retrain
 
 
 def main() -> None:

@@ -53,7 +53,7 @@ def _actor() -> str:
 
 def _hr(reg: Any, action: str) -> str:
     """Check the HR passphrase (setting it on first use); return the actor name for the audit."""
-    from core.security import has_passphrase, passphrase_from_env_or_prompt, require_hr, set_passphrase
+    from core.registry.security import has_passphrase, passphrase_from_env_or_prompt, require_hr, set_passphrase
 
     actor = _actor()
     if not has_passphrase(reg):
@@ -142,15 +142,15 @@ def cmd_people_remove(args: argparse.Namespace) -> int:
 def _progress(args: argparse.Namespace) -> Any:
     if getattr(args, "quiet", False):
         return None
-    from core.cli import ProgressBar
+    from core.cli.main import ProgressBar
 
     return ProgressBar()
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
     """``facegate enroll``."""
-    from core.engine import FacePipeline
-    from core.enrollment import Enroller
+    from core.recognition.engine import FacePipeline
+    from core.registry.enrollment import Enroller
 
     with _registry(args) as reg:
         actor = _hr(reg, f"enroll {args.id}")
@@ -166,8 +166,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """``facegate import``."""
-    from core.engine import FacePipeline
-    from core.enrollment import Enroller
+    from core.recognition.engine import FacePipeline
+    from core.registry.enrollment import Enroller
 
     root = Path(args.dataset)
     with _registry(args) as reg:
@@ -186,8 +186,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``facegate train``."""
-    from core.engine import FacePipeline
-    from core.training import retrain
+    from core.recognition.engine import FacePipeline
+    from core.registry.training import retrain
 
     with _registry(args) as reg:
         actor = _hr(reg, "train a new model")
@@ -223,7 +223,7 @@ def cmd_models_activate(args: argparse.Namespace) -> int:
 def cmd_models_rollback(args: argparse.Namespace) -> int:
     """``facegate models rollback``."""
     with _registry(args) as reg:
-        from core.training import rollback
+        from core.registry.training import rollback
 
         actor = _hr(reg, "roll back the model")
         version = rollback(reg, actor, _models_dir(args))
@@ -316,7 +316,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 def cmd_passphrase(args: argparse.Namespace) -> int:
     """``facegate passphrase``: set the HR passphrase, or change it."""
-    from core.security import has_passphrase, passphrase_from_env_or_prompt, set_passphrase
+    from core.registry.security import has_passphrase, passphrase_from_env_or_prompt, set_passphrase
 
     with _registry(args) as reg:
         old = passphrase_from_env_or_prompt("Current HR passphrase: ") if has_passphrase(reg) else None

@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from core.align import ALIGNED_SIZE, align_face
+from core.vision.align import ALIGNED_SIZE, align_face
 from core.errors import FaceError, ModelError
-from core.openset import Calibration, Gallery, calibrate, gate
+from core.recognition.legacy import install_legacy_names
+from core.recognition.openset import Calibration, Gallery, calibrate, gate
 from core.types import UNKNOWN, Decision, Detection, FaceResult, ModelVote
 
 log = logging.getLogger(__name__)
@@ -41,11 +42,11 @@ class FacePipeline:
 
     def __init__(self, detector: Any = None, embedder: Any = None, align_margin: float = 0.05) -> None:
         if detector is None:
-            from core.detector import MtcnnDetector
+            from core.vision.detector import MtcnnDetector
 
             detector = MtcnnDetector()
         if embedder is None:
-            from core.facenet import FaceNetEmbedder
+            from core.vision.facenet import FaceNetEmbedder
 
             embedder = FaceNetEmbedder()
         self.detector = detector
@@ -210,8 +211,8 @@ class RecognitionModel:
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".model-", dir=directory.parent))
         try:
-            payload = {"classifiers": self.classifiers, "gallery_x": self.gallery._x,
-                       "gallery_y": self.gallery._y, "gallery_k": self.gallery.k,
+            payload = {"classifiers": self.classifiers, "gallery_x": self.gallery.embeddings,
+                       "gallery_y": self.gallery.labels, "gallery_k": self.gallery.k,
                        "calibration": self.calibration, "policy": self.policy}
             joblib.dump(payload, tmp / "model.joblib")
             sidecar = {"format": BUNDLE_FORMAT, "program": "facegate", "sklearn": sklearn.__version__,
@@ -243,6 +244,7 @@ class RecognitionModel:
         if expect_signature and meta.get("signature") != expect_signature:
             raise ModelError(f"{directory} was trained on embeddings of another pipeline; train it again.")
         try:
+            install_legacy_names()  # model files written before core/ had subpackages
             payload = joblib.load(directory / "model.joblib")
         except Exception as exc:  # joblib raises many kinds on a damaged file
             raise ModelError(f"{directory}/model.joblib is damaged ({exc}); train the model again.") from exc
@@ -266,10 +268,10 @@ def train_model(
 ) -> RecognitionModel:
     """Fit the classifiers, build the gallery and calibrate its threshold.
 
-    The classifiers are fitted in one :func:`core.classifiers.shared_fits` block, so a base model
+    The classifiers are fitted in one :func:`core.recognition.classifiers.shared_fits` block, so a base model
     that two of them cross-validate identically is trained once (the stacker reuses the SVC's
     linear SVM, the Super Learner the stacker's logistic regression, k-NN and naive Bayes).  Above
-    :data:`core.classifiers.MAX_THESIS_CLASSES` people the stacker and the Super Learner fit their
+    :data:`core.recognition.classifiers.MAX_THESIS_CLASSES` people the stacker and the Super Learner fit their
     base models' folds side by side on every core (``n_jobs=-1``; same results).  The SVC keeps its
     SVM on one thread: concurrent liblinear solves share a random generator, and models must be
     reproducible to the bit.
@@ -281,7 +283,7 @@ def train_model(
     ModelError
         On too little data; ``TrainingCancelled`` (a ModelError) if ``cancel()`` turns true.
     """
-    from core import classifiers
+    from core.recognition import classifiers
 
     x = np.asarray(x, dtype=np.float32)
     labels = np.asarray(y).astype(str)

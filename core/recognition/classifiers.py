@@ -31,14 +31,14 @@ Folds, shared fits and cross-validated accuracy
 -----------------------------------------------
 The three classifiers cross-validate their base models on explicit stratified folds (shuffled,
 seeded with ``random_state``), and with the default parameters on the *same* folds.  Inside a
-:func:`shared_fits` block (:func:`core.engine.train_model` opens one) a base model that another
+:func:`shared_fits` block (:func:`core.recognition.engine.train_model` opens one) a base model that another
 classifier already cross-validated on the same photos and folds is not trained again: the
 SVC's calibration folds and the stacker's ``"svm"`` are one and the same linear SVM, and the
 stacker and the Super Learner share logistic regression, k-NN and naive Bayes.  Results are
 exactly those of separate fits.
 
 Each cross-validation also yields, for free, the accuracy of every base model on each held-out
-fold (``fold_accuracy_``), which :func:`core.training.retrain` reports instead of training every
+fold (``fold_accuracy_``), which :func:`core.registry.training.retrain` reports instead of training every
 classifier again on every fold for large galleries.
 """
 
@@ -1060,7 +1060,7 @@ class CalibratedSVC(_ProbabilisticClassifier):
         Threads for the one-vs-rest solver.
         ``-1`` uses every core; on a small gallery starting threads costs more than it saves.
         Concurrent solves draw from liblinear's one process-wide random generator, so with
-        threads two fits agree only to about 1e-7, not to the bit; :func:`core.engine.train_model`
+        threads two fits agree only to about 1e-7, not to the bit; :func:`core.recognition.engine.train_model`
         keeps the default.
     random_state : int or None, default=0
         Seed of the fold shuffling and of the one-vs-rest solver.

@@ -52,7 +52,7 @@ def unique_names(names: list[str]) -> list[str]:
 
 
 def _format_decision(decision: Any, names: dict[str, str]) -> str:
-    from core.monitor import decision_code
+    from core.live.monitor import decision_code
 
     track = decision.track
     code = decision_code(decision)
@@ -70,7 +70,7 @@ def _format_decision(decision: Any, names: dict[str, str]) -> str:
 
 
 def _decision_json(decision: Any) -> dict[str, Any]:
-    from core.monitor import decision_code
+    from core.live.monitor import decision_code
 
     t = decision.track
     return {"type": "decision", "time": datetime.now().astimezone().isoformat(timespec="milliseconds"),
@@ -96,20 +96,20 @@ def _status_line(worker: Any, writer: Any) -> str:
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     """Run ``facegate monitor``."""
-    from core.cli import ProgressBar
-    from core.cli_registry import _data_dir
-    from core.demo_setup import ensure_demo_registry
-    from core.engine import FacePipeline, Policy
-    from core.monitor import Monitor, MonitorOptions, check_embedder
+    from core.cli.main import ProgressBar
+    from core.cli.registry import _data_dir
+    from core.demo.setup import ensure_demo_registry
+    from core.recognition.engine import FacePipeline, Policy
+    from core.live.monitor import Monitor, MonitorOptions, check_embedder
     from core.registry import Registry
-    from core.sources import SourceOptions, open_source
-    from core.training import load_active_model
+    from core.live.sources import SourceOptions, open_source
+    from core.registry.training import load_active_model
 
     parsed = parse_sources(args.source or [DEFAULT_SOURCE])
     specs = [spec for _, spec in parsed]
     options = MonitorOptions(max_frame_age_s=args.max_frame_age, min_face_size=args.min_face)
     source_options = SourceOptions(open_timeout_s=args.open_timeout, read_timeout_s=args.open_timeout)
-    from core.sources import default_name
+    from core.live.sources import default_name
 
     names = unique_names([name or default_name(spec) for name, spec in parsed])
     if len(set(names)) != len(names):
@@ -138,7 +138,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     counts: Counter[str] = Counter()
 
     def on_decision(decision: Any) -> None:
-        from core.monitor import decision_code
+        from core.live.monitor import decision_code
 
         with lock:
             counts[decision_code(decision)] += 1
@@ -218,7 +218,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add ``monitor`` to the ``facegate`` sub-parser."""
-    from core.cli import _add_policy_args
+    from core.cli.main import _add_policy_args
 
     p = sub.add_parser("monitor", help="live recognition on cameras, headless (default: the built-in demo)")
     p.add_argument("--source", action="append",

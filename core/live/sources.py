@@ -47,7 +47,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import numpy as np
 
 from core.errors import CameraError, FaceGateError, ImageError
-from core.imageio import is_image_path, read_image, to_rgb8
+from core.vision.imageio import is_image_path, read_image, to_rgb8
 
 log = logging.getLogger(__name__)
 
@@ -1244,7 +1244,7 @@ def open_source(spec: str, *, name: str | None = None, options: SourceOptions | 
     label = name or default_name(spec)
     if spec.lower() == "demo":
         try:
-            from core.demo_scene import DemoScene
+            from core.demo.scene import DemoScene
         except ImportError as exc:
             raise CameraError(f"The demo scene is not available in this installation ({exc}).") from exc
 

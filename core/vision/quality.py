@@ -70,7 +70,7 @@ CHECK_NAMES = ("faces", "face_size", "sharpness", "brightness", "yaw", "pitch")
 
 
 class _Pipeline(Protocol):
-    """What the gate needs of :class:`core.engine.FacePipeline`."""
+    """What the gate needs of :class:`core.recognition.engine.FacePipeline`."""
 
     @property
     def detector(self) -> Any: ...
@@ -266,7 +266,7 @@ def check_quality(image: np.ndarray, pipeline: _Pipeline,
     image
         ``uint8`` RGB ``(H, W, 3)`` photo or camera frame.
     pipeline
-        A :class:`core.engine.FacePipeline` (its detector and alignment are used).
+        A :class:`core.recognition.engine.FacePipeline` (its detector and alignment are used).
     thresholds
         Limits; the defaults when ``None``.
 

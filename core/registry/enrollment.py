@@ -1,14 +1,14 @@
 """Enrollment: operators' photos through the quality gate and the duplicate check into the registry.
 
 :class:`Enroller` takes photos (files, encoded bytes or camera frames), runs each through the quality
-gate (:mod:`core.quality`), embeds the faces that pass, and stores the encoded image, its quality
+gate (:mod:`core.vision.quality`), embeds the faces that pass, and stores the encoded image, its quality
 figures and its embedding (tagged with the embedder's name and version) for one operator in **one
 transaction**: either every accepted photo of the call is enrolled, or none is.
 
 Who may enroll
 --------------
 Enrolling is an HR action.  The :class:`Enroller` does not ask for the HR passphrase: the caller (CLI,
-GUI) checks it with :func:`core.security.require_hr` *before* calling, and passes the HR actor's name
+GUI) checks it with :func:`core.registry.security.require_hr` *before* calling, and passes the HR actor's name
 as ``actor``; every change is audited by the registry under that name.
 
 One person, one identity
@@ -41,15 +41,15 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from core.dataset import iter_photos
+from core.recognition.dataset import iter_photos
 from core.errors import EnrollmentError, ImageError
-from core.imageio import decode_image, to_rgb8
-from core.openset import Gallery
-from core.quality import QualityReport, QualityThresholds, check_quality
+from core.vision.imageio import decode_image, to_rgb8
+from core.recognition.openset import Gallery
+from core.vision.quality import QualityReport, QualityThresholds, check_quality
 from core.registry import Registry, RegistryError
 
 if TYPE_CHECKING:
-    from core.engine import FacePipeline
+    from core.recognition.engine import FacePipeline
 
 log = logging.getLogger(__name__)
 
@@ -197,9 +197,9 @@ class Enroller:
     registry
         The open registry (one per thread).
     pipeline
-        A :class:`core.engine.FacePipeline`; its detector, alignment and embedder are used.
+        A :class:`core.recognition.engine.FacePipeline`; its detector, alignment and embedder are used.
     thresholds
-        Quality gate limits; the defaults of :class:`~core.quality.QualityThresholds` when ``None``.
+        Quality gate limits; the defaults of :class:`~core.vision.quality.QualityThresholds` when ``None``.
     duplicate_threshold
         Fixed duplicate threshold; ``None`` uses the active model's calibrated threshold, or
         :data:`DEFAULT_DUPLICATE_THRESHOLD` when no model (for this embedder) is active.
@@ -325,7 +325,7 @@ class Enroller:
     ) -> EnrollResult:
         """Enroll photos of one operator, creating the operator if the employee id is new.
 
-        The caller must have checked the HR passphrase (:func:`core.security.require_hr`).
+        The caller must have checked the HR passphrase (:func:`core.registry.security.require_hr`).
 
         Parameters
         ----------

@@ -1,6 +1,6 @@
 """First run of the demo: enroll the 5-celebrity *train* photos into an empty registry and train.
 
-The demo source (:mod:`core.demo_scene`) shows the *val* photos of the same five people and a
+The demo source (:mod:`core.demo.scene`) shows the *val* photos of the same five people and a
 stranger, so recognition on it is honest.  :func:`ensure_demo_registry` only ever acts on a registry
 with nobody in it: a registry that already has people (a real site's) is never touched.  The
 demo people are enrolled under their folder names (``ben_afflek`` …) by the actor ``demo-setup``,
@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from core.engine import FacePipeline
+from core.recognition.engine import FacePipeline
 from core.errors import ModelError
 from core.registry import Registry
 
@@ -37,8 +37,8 @@ def ensure_demo_registry(registry: Registry, pipeline: FacePipeline, models_dir:
     if registry.list_operators():
         return False
     from core.assets import ensure_seed_assets
-    from core.enrollment import Enroller
-    from core.training import retrain
+    from core.registry.enrollment import Enroller
+    from core.registry.training import retrain
 
     report = progress or (lambda fraction, message: None)
     dataset = ensure_seed_assets().dataset / "train"

@@ -7,7 +7,7 @@ camera never holds up another:
   aligns, embeds and classifies them, and hands the pass over — or drops it if its frame has grown
   older than ``max_frame_age_s`` meanwhile: no decision is ever made on an old frame;
 * the **overlay thread** takes every new frame, moves the tracks' boxes by optical flow, merges the
-  finished recognition passes into the tracks (:class:`core.tracking.Tracker`), and publishes a
+  finished recognition passes into the tracks (:class:`core.live.tracking.Tracker`), and publishes a
   :class:`FrameResult` — the frame with up-to-date boxes, landmarks, identities and each model's
   probabilities — for the console to paint.  It runs at the camera's frame rate whatever
   recognition costs.
@@ -36,10 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from core.engine import FacePipeline, Policy, RecognitionModel
+from core.recognition.engine import FacePipeline, Policy, RecognitionModel
 from core.errors import FaceGateError, ModelError
-from core.sources import FrameSource, SourceStatus
-from core.tracking import (
+from core.live.sources import FrameSource, SourceStatus
+from core.live.tracking import (
     FlowShifter,
     Observation,
     TrackDecision,
@@ -75,7 +75,7 @@ class MonitorOptions:
         that finishes later than this is dropped.
     min_face_size
         Smallest face, in frame pixels, the live detector looks for.  Faces at a gate are large;
-        a larger value makes detection much cheaper (see :mod:`core.detector`).
+        a larger value makes detection much cheaper (see :mod:`core.vision.detector`).
     tracker
         Track matching and voting rules.
     flow_width
@@ -216,7 +216,7 @@ class CameraWorker:
     on_frame
         Called from the overlay thread with every :class:`FrameResult`; keep it quick.
     on_decision
-        Called from the overlay thread with every :class:`~core.tracking.TrackDecision`.
+        Called from the overlay thread with every :class:`~core.live.tracking.TrackDecision`.
     detector
         A detector to use instead of building one (tests, benchmarks).
     """
@@ -234,7 +234,7 @@ class CameraWorker:
         self.on_frame = on_frame
         self.on_decision = on_decision
         if detector is None:
-            from core.detector import MtcnnDetector
+            from core.vision.detector import MtcnnDetector
 
             detector = MtcnnDetector(min_face_size=self.options.min_face_size)
         self.detector = detector
@@ -660,7 +660,7 @@ class Monitor:
 
     def _watch(self) -> None:
         from core.registry import Registry
-        from core.training import load_active_model
+        from core.registry.training import load_active_model
 
         assert self.registry_path is not None and self.models_dir is not None
         registry = Registry.open(self.registry_path)

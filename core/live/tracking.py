@@ -1,7 +1,7 @@
 """Face tracks on live video: one person crossing the gate is one track, one decision, one event.
 
 Detection and recognition cost far more than a frame interval, so they run on some frames only
-(:mod:`core.monitor` runs them in their own thread on the newest frame).  Between them,
+(:mod:`core.live.monitor` runs them in their own thread on the newest frame).  Between them,
 :class:`Tracker` keeps every face's box up to date by optical flow (:class:`FlowShifter`, pyramidal
 Lucas-Kanade on a small grey copy of each frame), and merges each recognition pass into its tracks
 by overlap (IoU).
@@ -204,7 +204,7 @@ def observation_weight(result: FaceResult, reference_size: int = 112) -> float:
     face looking at the camera to 0.25 for one turned well away (yaw from the landmarks).  Never 0,
     so that every observation still counts a little.
     """
-    from core.quality import pose
+    from core.vision.quality import pose
 
     det = result.detection
     size = min(1.0, det.size / float(reference_size))

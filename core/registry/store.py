@@ -581,7 +581,7 @@ class Registry:
     Methods that change something and are worth accounting for take a keyword-only ``actor`` (who
     did it, e.g. ``"hr:alice"``, ``"cli"``, ``"trainer"``) and write an audit row in the same
     transaction.  The registry does not check roles: callers check the HR passphrase with
-    :func:`core.security.require_hr` before enrollment, erasure, settings and model activation.
+    :func:`core.registry.security.require_hr` before enrollment, erasure, settings and model activation.
     All errors are :class:`RegistryError` (a :class:`~core.errors.EnrollmentError`).
     """
 
@@ -1427,7 +1427,7 @@ class Registry:
         """Set a setting (any JSON-able value).  Audited as ``set_setting`` with old and new values.
 
         Keys under ``security.`` need ``secret=True``: their values are then written to the audit log
-        as ``"<secret>"``.  Use :mod:`core.security` for those, not this method directly.
+        as ``"<secret>"``.  Use :mod:`core.registry.security` for those, not this method directly.
         """
         key = str(key).strip()
         if not key:

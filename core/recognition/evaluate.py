@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from core.dataset import EmbeddedSet, check_layout, embed_folder, write_json
-from core.engine import MODEL_NAMES, FacePipeline, Policy, RecognitionModel, train_model
+from core.recognition.dataset import EmbeddedSet, check_layout, embed_folder, write_json
+from core.recognition.engine import MODEL_NAMES, FacePipeline, Policy, RecognitionModel, train_model
 from core.errors import DatasetError
 from core.types import UNKNOWN
 
@@ -68,7 +68,7 @@ def evaluate(
     DatasetError
         If ``dataset`` lacks the ``train/<person>/`` and ``val/<person>/`` layout or has too few faces.
     """
-    from core.classifiers import stacker_cv_scores
+    from core.recognition.classifiers import stacker_cv_scores
 
     dataset = Path(dataset)
     check_layout(dataset)

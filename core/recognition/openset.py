@@ -96,6 +96,20 @@ class Gallery:
     def __len__(self) -> int:
         return len(self._x)
 
+    @property
+    def embeddings(self) -> np.ndarray:
+        """The enrolled embeddings, ``(n, d)`` float32, in enrollment order (read-only view)."""
+        view = self._x.view()
+        view.flags.writeable = False
+        return view
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The identity of each enrolled embedding, ``(n,)`` str (read-only view)."""
+        view = self._y.view()
+        view.flags.writeable = False
+        return view
+
     def distances(self, probes: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
         """Distance of each probe to each identity, ``(n_probes, n_identities)``.
 

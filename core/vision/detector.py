@@ -55,7 +55,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from core.errors import ImageError, ModelError
-from core.imageio import downscale_to
+from core.vision.imageio import downscale_to
 from core.types import LANDMARK_NAMES, Detection
 
 log = logging.getLogger(__name__)

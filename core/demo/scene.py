@@ -38,11 +38,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from core.errors import AssetError, FaceError
-from core.imageio import is_image_path, read_image
+from core.vision.imageio import is_image_path, read_image
 from core.types import UNKNOWN, Box, Detection
 
 if TYPE_CHECKING:
-    from core.detector import Detector
+    from core.vision.detector import Detector
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ class DemoScene:
         fps
             Frame rate the timing is written for.
         detector
-            A :class:`core.detector.Detector` to find the faces in the photos (default: a new
+            A :class:`core.vision.detector.Detector` to find the faces in the photos (default: a new
             ``MtcnnDetector``, loaded only if some photo's face is not cached yet).
         cache
             Keep the detected face boxes under ``cache_dir()/demo`` keyed by the photos' SHA-256, so
@@ -696,7 +696,7 @@ class _FaceBoxes:
         from core.assets import cache_dir
 
         if detector is None:
-            from core.detector import MtcnnDetector
+            from core.vision.detector import MtcnnDetector
 
             detector = MtcnnDetector()  # loads its networks on first use only
         self.path = cache_dir() / "demo" / "faces.json"

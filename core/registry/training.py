@@ -1,7 +1,7 @@
 """Retraining from the registry: versioned models, checks before activation, rollback, gallery-only.
 
 :func:`retrain` reads the enrolled embeddings of the current embedder from the registry, trains the
-three classifiers and calibrates the open-set threshold (:func:`core.engine.train_model`), measures
+three classifiers and calibrates the open-set threshold (:func:`core.recognition.engine.train_model`), measures
 the new model, and records it as a new model version.  It becomes the active model only if its checks
 (:class:`TrainingChecks`) pass; otherwise it is recorded as ``rejected`` with the reasons in its
 notes, and the active model stays as it was.
@@ -10,7 +10,7 @@ Where models live
 -----------------
 Each version is a folder ``models_dir/<version>/`` (``model.joblib`` + ``model.json``), where
 ``<version>`` is ``YYYYMMDD-HHMMSS-xxxxxx`` (UTC time and a random suffix); the same string is the
-model's :attr:`~core.engine.RecognitionModel.version`, stored with every recognition event.
+model's :attr:`~core.recognition.engine.RecognitionModel.version`, stored with every recognition event.
 :meth:`RecognitionModel.save` writes a temporary folder and renames it into place, and only then is
 the version recorded in the registry, in the same transaction that activates it.  So:
 
@@ -51,7 +51,7 @@ out).  :meth:`RecognitionModel.decide` then accepts a new person on the distance
 Who may retrain
 ---------------
 Retraining activates a model, an HR action: the caller checks the HR passphrase
-(:func:`core.security.require_hr`) first and passes the actor's name for the audit trail.
+(:func:`core.registry.security.require_hr`) first and passes the actor's name for the audit trail.
 """
 
 from __future__ import annotations
@@ -70,10 +70,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from core.classifiers import STACKER_MODEL_NAMES, TrainingCancelled, TrainingDataError
-from core.engine import RecognitionModel, train_model
+from core.recognition.classifiers import STACKER_MODEL_NAMES, TrainingCancelled, TrainingDataError
+from core.recognition.engine import RecognitionModel, train_model
 from core.errors import ModelError
-from core.openset import Gallery
+from core.recognition.openset import Gallery
 from core.registry import ModelVersion, Registry
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class _PipelineLike(Protocol):
 class EmbedderInfo:
     """Which embeddings a model is trained on: the embedder's name and version, the pipeline signature.
 
-    Pass one to :func:`retrain` instead of a whole :class:`~core.engine.FacePipeline` (e.g. from a
+    Pass one to :func:`retrain` instead of a whole :class:`~core.recognition.engine.FacePipeline` (e.g. from a
     worker process); :meth:`of` reads it from a pipeline without loading any network.
     """
 
@@ -128,7 +128,7 @@ class EmbedderInfo:
 
     @classmethod
     def of(cls, pipeline: _PipelineLike) -> EmbedderInfo:
-        """The embedder info of a :class:`~core.engine.FacePipeline`."""
+        """The embedder info of a :class:`~core.recognition.engine.FacePipeline`."""
         return cls(str(pipeline.embedder.name), str(pipeline.embedder.version), str(pipeline.signature))
 
 
@@ -208,7 +208,7 @@ def _cv_accuracy(model: RecognitionModel, x: np.ndarray, y: np.ndarray, folds: i
 
     from sklearn.model_selection import RepeatedStratifiedKFold
 
-    from core.classifiers import make_classifier, stacker_cv_scores
+    from core.recognition.classifiers import make_classifier, stacker_cv_scores
 
     scores = stacker_cv_scores(x, y, n_splits=k, n_repeats=1, random_state=0,
                                progress=_stage(progress, 0.0, 0.8), cancel=cancel)
@@ -228,7 +228,7 @@ def _from_training_folds(svc: Any, stacker: Any, k: int) -> bool:
     """Whether the classifiers' own training folds give the ``k``-fold accuracy figures.
 
     They do when both used ``k`` folds, the SVC is temperature-calibrated and the stacker is the
-    scalable one (the defaults above :data:`~core.classifiers.MAX_THESIS_CLASSES` people):
+    scalable one (the defaults above :data:`~core.recognition.classifiers.MAX_THESIS_CLASSES` people):
 
     * the SVC's calibration folds train the SVM on the other folds and score the held-out one;
       temperature scaling cannot change the most probable class, so that is exactly the accuracy
@@ -326,7 +326,7 @@ def retrain(
     registry
         The open registry.
     pipeline
-        A :class:`~core.engine.FacePipeline` or an :class:`EmbedderInfo`: which embedder's
+        A :class:`~core.recognition.engine.FacePipeline` or an :class:`EmbedderInfo`: which embedder's
         embeddings to train on (no network is loaded).
     models_dir
         Folder of the model versions (``<data dir>/models``).
@@ -335,7 +335,7 @@ def retrain(
     progress
         ``progress(fraction, message)`` as training advances.
     cancel
-        Polled throughout; when it returns true :class:`~core.classifiers.TrainingCancelled` is
+        Polled throughout; when it returns true :class:`~core.recognition.classifiers.TrainingCancelled` is
         raised, and nothing is recorded or written.
     deep
         Train the Deep Super Learner.

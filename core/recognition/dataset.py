@@ -22,7 +22,7 @@ import numpy as np
 
 from core.assets import cache_dir
 from core.errors import DatasetError, FaceGateError, ImageError
-from core.imageio import decode_image
+from core.vision.imageio import decode_image
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def embed_folder(
     root
         ``root/<person>/<photo>``.
     pipeline
-        A :class:`core.engine.FacePipeline`.
+        A :class:`core.recognition.engine.FacePipeline`.
     label_loose_files
         Label for photos directly under ``root`` (e.g. ``"unknown"``); None skips them with a reason.
     """
@@ -152,7 +152,7 @@ def embed_folder(
     skipped: list[Skipped] = []
     for n, (person, path) in enumerate(items):
         if cancel is not None and cancel():
-            from core.classifiers import TrainingCancelled
+            from core.recognition.classifiers import TrainingCancelled
 
             raise TrainingCancelled("Cancelled while reading photos.")
         report(n / max(len(items), 1), f"{person}/{path.name}" if person else path.name)

@@ -51,7 +51,7 @@ class ProgressBar:
 
 
 def _policy(args: argparse.Namespace) -> Any:
-    from core.engine import Policy
+    from core.recognition.engine import Policy
 
     return Policy(decider=args.decider, min_probability=args.min_probability, min_margin=args.min_margin,
                   threshold=args.threshold)
@@ -72,7 +72,7 @@ def _add_policy_args(p: argparse.ArgumentParser, deep: bool = True) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Run ``facegate evaluate``."""
-    from core.evaluate import evaluate, format_report, save_report
+    from core.recognition.evaluate import evaluate, format_report, save_report
 
     out_dir = Path(args.out) if args.out else (Path(args.report).parent if args.report else Path("."))
     report = evaluate(Path(args.dataset), unknown=Path(args.unknown) if args.unknown else None, out_dir=out_dir,
@@ -89,8 +89,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _model_for_dataset(dataset: Path, args: argparse.Namespace, progress: Any) -> Any:
     """Train on ``dataset/train`` (or load the cached model trained on the same faces)."""
     from core.assets import cache_dir
-    from core.dataset import embed_folder
-    from core.engine import FacePipeline, RecognitionModel, train_model
+    from core.recognition.dataset import embed_folder
+    from core.recognition.engine import FacePipeline, RecognitionModel, train_model
     from core.errors import ModelError
 
     pipeline = FacePipeline()
@@ -115,13 +115,13 @@ def _model_for_dataset(dataset: Path, args: argparse.Namespace, progress: Any) -
 
 def cmd_recognize(args: argparse.Namespace) -> int:
     """Run ``facegate recognize``."""
-    from core.engine import FacePipeline, RecognitionModel, Recognizer
-    from core.imageio import read_image
+    from core.recognition.engine import FacePipeline, RecognitionModel, Recognizer
+    from core.vision.imageio import read_image
 
     progress = None if args.quiet else ProgressBar()
     if getattr(args, "registry", False):
-        from core.cli_registry import _models_dir, _registry
-        from core.training import load_active_model
+        from core.cli.registry import _models_dir, _registry
+        from core.registry.training import load_active_model
 
         pipeline = FacePipeline()
         with _registry(args) as reg:
@@ -194,7 +194,7 @@ def _dataset_arg(value: str | None) -> Path:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run ``facegate demo``: recognition on the built-in 5-celebrity photos and two strangers."""
     from core.assets import ensure_seed_assets, ensure_strangers
-    from core.dataset import iter_photos
+    from core.recognition.dataset import iter_photos
 
     seed = ensure_seed_assets()
     strangers = ensure_strangers()
@@ -248,8 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_policy_args(p)
     p.set_defaults(func=cmd_demo)
 
-    from core.cli_monitor import register as register_monitor
-    from core.cli_registry import register
+    from core.cli.monitor import register as register_monitor
+    from core.cli.registry import register
 
     register(sub)
     register_monitor(sub)
