@@ -1,57 +1,30 @@
-"""``facegate monitor``: the live pipeline, headless.
+"""``facegate monitor``: the live pipeline, headless — a thin client of :mod:`core.live.session`.
 
 Prints each decision as it happens and a status line per camera every few seconds; stops after
-``--duration`` seconds, or cleanly on Ctrl-C / SIGTERM (every pending event is written first).
+``--duration`` seconds, when every source has ended (video files, folders), or cleanly on Ctrl-C /
+SIGTERM (every pending event is written first).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import signal
 import sys
 import threading
 import time
-from collections import Counter
 from datetime import datetime
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from core.errors import FaceGateError, ModelError
-
-DEFAULT_SOURCE = "demo"
-_NAMED = re.compile(r"^([A-Za-z][A-Za-z0-9_-]{0,31})=(.+)$")
-
-
-def parse_sources(specs: list[str]) -> list[tuple[str | None, str]]:
-    """``NAME=SPEC`` or ``SPEC`` per camera → ``(name or None, spec)``.
-
-    A prefix counts as a name only if it is a short identifier and the whole argument is not an
-    existing file or folder (so ``a=b.mp4`` on disk stays a file).
-    """
-    out: list[tuple[str | None, str]] = []
-    for spec in specs:
-        match = _NAMED.match(spec)
-        if match and not Path(spec).exists() and "://" not in match.group(1):
-            out.append((match.group(1), match.group(2)))
-        else:
-            out.append((None, spec))
-    return out
+from core.cli.common import (DATA_DIR_HELP, POSITIVE_SECONDS, IntArg, ProgressBar, add_policy_args, data_dir,
+                             policy_from_args)
+from core.live.session import DEFAULT_SOURCE, CameraStats, LiveSession, ModelInfo, SessionCallbacks, SessionError
+from core.live.session import SessionSettings, StopReport
+from core.live.tracking import TrackDecision
 
 
-def unique_names(names: list[str]) -> list[str]:
-    """``demo, demo`` → ``demo, demo-2``: every camera needs its own name in events."""
-    seen: Counter[str] = Counter()
-    out = []
-    for name in names:
-        seen[name] += 1
-        out.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
-    return out
-
-
-def _format_decision(decision: Any, names: dict[str, str]) -> str:
+def _format_decision(decision: TrackDecision, names: dict[str, str]) -> str:
     from core.live.monitor import decision_code
 
     track = decision.track
@@ -69,7 +42,7 @@ def _format_decision(decision: Any, names: dict[str, str]) -> str:
             f"distance {track.distance:.2f} (threshold {track.threshold:.2f}){latency}{change}")
 
 
-def _decision_json(decision: Any) -> dict[str, Any]:
+def _decision_json(decision: TrackDecision) -> dict[str, Any]:
     from core.live.monitor import decision_code
 
     t = decision.track
@@ -82,71 +55,76 @@ def _decision_json(decision: Any) -> dict[str, Any]:
             "observations": t.observations}
 
 
-def _status_line(worker: Any, writer: Any) -> str:
-    status = worker.source.status()
-    latest = worker.latest
-    processed = latest.processed_fps if latest is not None else 0.0
-    recognition = latest.recognition_fps if latest is not None else 0.0
-    tracks = len(latest.tracks) if latest is not None else 0
-    extra = f"; {worker.last_error}" if worker.last_error else ""
-    events = f", events written {writer.written}" if writer is not None else ""
-    return (f"status: {status.line()} | processed {processed:.1f} fps, recognition {recognition:.1f}/s, "
-            f"{tracks} track(s){events}{extra}")
+def _status_line(cam: CameraStats, events_written: int | None) -> str:
+    extra = f"; {cam.last_error}" if cam.last_error else ""
+    events = f", events written {events_written}" if events_written is not None else ""
+    return (f"status: {cam.status.line()} | processed {cam.processed_fps:.1f} fps, recognition "
+            f"{cam.recognition_fps:.1f}/s, {cam.tracks} track(s){events}{extra}")
+
+
+def _status_json(cam: CameraStats) -> dict[str, Any]:
+    st = cam.status
+    return {"type": "status", "camera": st.camera, "state": st.state.value, "fps": round(st.fps, 2),
+            "last_error": st.last_error, "processed_fps": round(cam.processed_fps, 2),
+            "recognition_fps": round(cam.recognition_fps, 2)}
+
+
+def _summary(report: StopReport, interrupted: bool, db_path: Any, as_json: bool) -> str:
+    if as_json:
+        return json.dumps({
+            "type": "summary", "seconds": round(report.seconds, 1), "end": report.end.reason,
+            "decisions": report.decisions, "events_written": report.events_written,
+            "events_failed": report.events_failed, "events_pending": report.events_pending,
+            "cameras": {c.name: {"frames_processed": c.frames_processed, "recognition_passes": c.recognition_passes,
+                                 "stale_dropped": c.stale_dropped, "state": c.status.state.value}
+                        for c in report.cameras}})
+    elapsed = report.seconds
+    per_camera = "; ".join(f"{c.name}: {c.frames_processed} frames processed "
+                           f"({c.frames_processed / max(elapsed, 1e-9):.1f} fps), {c.recognition_passes} recognition "
+                           f"passes" for c in report.cameras)
+    decided = ", ".join(f"{n} {k}" for k, n in sorted(report.decisions.items())) or "no decisions"
+    how = "Interrupted" if interrupted else ("Every source ended" if report.end.reason == "sources-ended"
+                                             else "Stopped")
+    return (f"{how} after {elapsed:.1f} s. {per_camera}. {decided}; {report.events_written} events written to "
+            f"{db_path}.")
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     """Run ``facegate monitor``."""
-    from core.cli.main import ProgressBar
-    from core.cli.registry import _data_dir
-    from core.demo.setup import ensure_demo_registry
-    from core.recognition.engine import FacePipeline, Policy
-    from core.live.monitor import Monitor, MonitorOptions, check_embedder
-    from core.registry import Registry
-    from core.live.sources import SourceOptions, open_source
-    from core.registry.training import load_active_model
+    from core.live.sources import redact_url
 
-    parsed = parse_sources(args.source or [DEFAULT_SOURCE])
-    specs = [spec for _, spec in parsed]
-    options = MonitorOptions(max_frame_age_s=args.max_frame_age, min_face_size=args.min_face)
-    source_options = SourceOptions(open_timeout_s=args.open_timeout, read_timeout_s=args.open_timeout)
-    from core.live.sources import default_name
-
-    names = unique_names([name or default_name(spec) for name, spec in parsed])
-    if len(set(names)) != len(names):
-        raise FaceGateError(f"Two cameras have the same name ({', '.join(names)}); name them with NAME=SPEC.")
-    # Bad specs (a missing file, an unknown scheme) fail here, before any model is loaded.
-    sources = [open_source(spec, name=name, options=source_options) for name, spec in zip(names, specs)]
-    data_dir = _data_dir(args)
-    db_path, models_dir = data_dir / "facegate.db", data_dir / "models"
-    pipeline = FacePipeline()
-    progress = None if args.quiet else ProgressBar()
-    with Registry.open(db_path) as registry:
-        if "demo" in specs and ensure_demo_registry(registry, pipeline, models_dir, progress):
-            print("Demo: enrolled the 5-celebrity train photos into the empty registry and trained a model.",
-                  flush=True)
-        model = load_active_model(registry, models_dir, live_gallery=True)
-        if model is None:
-            if not registry.list_operators():
-                raise ModelError("Nobody is enrolled yet. Enroll operators ('facegate enroll' or 'facegate "
-                                 "import') and train ('facegate train'), or run 'facegate monitor --source demo'.")
-            raise ModelError("No model has been trained yet: run 'facegate train' (HR) first.")
-        names_by_id = {op.employee_id: op.name for op in registry.list_operators()}
-    check_embedder(model, pipeline)
-    policy = Policy(decider=args.decider, min_probability=args.min_probability, min_margin=args.min_margin,
-                    threshold=args.threshold)
     lock = threading.Lock()
-    counts: Counter[str] = Counter()
 
-    def on_decision(decision: Any) -> None:
-        from core.live.monitor import decision_code
-
+    def say(line: str, stream: Any = None) -> None:
         with lock:
-            counts[decision_code(decision)] += 1
-            line = json.dumps(_decision_json(decision)) if args.json else _format_decision(decision, names_by_id)
-            print(line, flush=True)
+            print(line, file=stream or sys.stdout, flush=True)
 
-    monitor = Monitor(sources, model, pipeline, options, registry_path=db_path, models_dir=models_dir,
-                      on_decision=on_decision, policy=policy)
+    def on_ready(info: ModelInfo) -> None:
+        if session.demo_enrolled:
+            say("Demo: enrolled the 5-celebrity train photos into the empty registry and trained a model.")
+        if not args.json:
+            cameras = ", ".join(f"{name} ({redact_url(spec)})" for name, spec in session.cameras)
+            say(f"Monitoring {cameras} with model version {info.version} ({info.people} people). Ctrl-C stops.")
+
+    def on_decision(decision: TrackDecision) -> None:
+        say(json.dumps(_decision_json(decision)) if args.json else _format_decision(decision, session.names))
+
+    def on_model(info: ModelInfo) -> None:
+        if not args.json:
+            say(f"Model reloaded: version {info.version} ({info.people} people).")
+
+    def on_error(error: SessionError) -> None:
+        if not error.fatal:
+            say(f"facegate: warning: {error.where}: {error.message}", sys.stderr)
+
+    settings = SessionSettings(
+        sources=tuple(args.source or [DEFAULT_SOURCE]), data_dir=data_dir(args), policy=policy_from_args(args),
+        min_face=args.min_face, max_frame_age_s=args.max_frame_age, open_timeout_s=args.open_timeout,
+        read_timeout_s=getattr(args, "read_timeout", None) or args.open_timeout)
+    callbacks = SessionCallbacks(on_progress=None if args.quiet else ProgressBar(), on_ready=on_ready,
+                                 on_decision=on_decision, on_model=on_model, on_error=on_error)
+    # Bad settings and camera specs (a missing file, an unknown scheme) fail here, before any model loads.
+    session = LiveSession(settings, callbacks)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -154,87 +132,67 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGTERM, on_signal)
     started = time.monotonic()
-    if not args.json:
-        print(f"Monitoring {', '.join(f'{s.name} ({spec})' for s, spec in zip(sources, specs))} with model "
-              f"version {model.version} ({len(model.gallery.identities)} people). Ctrl-C stops.", flush=True)
     interrupted = False
     try:
-        monitor.start()  # inside the try: Ctrl-C while the networks load still stops cleanly
+        session.start()
         next_status = started + args.status_every
-        while not stop.is_set():
+        while not stop.is_set() and not session.wait(0):
             now = time.monotonic()
             if args.duration is not None and now - started >= args.duration:
                 break
             wake = next_status if args.duration is None else min(next_status, started + args.duration)
-            stop.wait(max(0.05, min(0.5, wake - now)))
+            session.wait(max(0.05, min(0.5, wake - now)))
             if time.monotonic() >= next_status:
                 next_status += args.status_every
-                with lock:
-                    for worker in monitor.workers:
-                        if args.json:
-                            st = worker.source.status()
-                            latest = worker.latest
-                            print(json.dumps({"type": "status", "camera": st.camera, "state": st.state.value,
-                                              "fps": round(st.fps, 2), "last_error": st.last_error,
-                                              "processed_fps": round(latest.processed_fps, 2) if latest else 0.0,
-                                              "recognition_fps": round(latest.recognition_fps, 2) if latest else 0.0}),
-                                  flush=True)
-                        else:
-                            print(_status_line(worker, monitor.writer), flush=True)
+                if session.monitor is not None:
+                    for cam in session.camera_stats():
+                        say(json.dumps(_status_json(cam)) if args.json
+                            else _status_line(cam, session.events_written if settings.record_events else None))
     except KeyboardInterrupt:
         interrupted = True
     finally:
         # A second Ctrl-C must not cut the writing of the pending events short.
         previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            monitor.stop()
+            report = session.stop()
         finally:
             signal.signal(signal.SIGINT, previous_int)
             signal.signal(signal.SIGTERM, previous)
-    elapsed = time.monotonic() - started
-    summary = {
-        "type": "summary", "seconds": round(elapsed, 1), "decisions": dict(counts),
-        "events_written": monitor.writer.written if monitor.writer else 0,
-        "events_failed": monitor.writer.failed if monitor.writer else 0,
-        "cameras": {w.name: {"frames_processed": w.frames_processed, "recognition_passes": w.passes,
-                             "stale_dropped": w.stale_dropped, "state": w.source.status().state.value}
-                    for w in monitor.workers},
-    }
-    if args.json:
-        print(json.dumps(summary), flush=True)
-    else:
-        per_camera = "; ".join(f"{w.name}: {w.frames_processed} frames processed "
-                               f"({w.frames_processed / max(elapsed, 1e-9):.1f} fps), {w.passes} recognition passes"
-                               for w in monitor.workers)
-        decided = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no decisions"
-        print(f"{'Interrupted' if interrupted else 'Stopped'} after {elapsed:.1f} s. {per_camera}. {decided}; "
-              f"{summary['events_written']} events written to {db_path}.", flush=True)
-    if summary["events_failed"]:
-        print(f"facegate: error: {summary['events_failed']} event(s) could not be recorded; see the log.",
-              file=sys.stderr)
+    error = report.end.error
+    if error is not None and error.where == "loading":
+        say(f"facegate: error: {error.message}", sys.stderr)
+        return 2
+    say(_summary(report, interrupted, session.registry_path, args.json))
+    if error is not None:
+        say(f"facegate: error: {error.where}: {error.message}", sys.stderr)
+        return 2
+    if report.events_failed or report.events_pending:
+        say(f"facegate: error: {report.events_failed + report.events_pending} event(s) could not be recorded; "
+            f"see the log.", sys.stderr)
         return 2
     return 130 if interrupted else 0
 
 
 def register(sub: Any) -> None:
     """Add ``monitor`` to the ``facegate`` sub-parser."""
-    from core.cli.main import _add_policy_args
-
     p = sub.add_parser("monitor", help="live recognition on cameras, headless (default: the built-in demo)")
     p.add_argument("--source", action="append",
                    help="camera: 'demo', a webcam index (0), an rtsp:// or http(s):// URL, a video file or a "
                         "folder of images, optionally named NAME=SPEC (e.g. north=rtsp://…); repeat for several "
                         "cameras (default: demo)")
-    p.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
-    p.add_argument("--data-dir", help="registry folder (default: $FACEGATE_DATA_DIR or the user data dir)")
-    p.add_argument("--min-face", type=int, default=80,
-                   help="smallest face to look for, in pixels (default: 80; gate faces are large)")
-    p.add_argument("--max-frame-age", type=float, default=1.0,
-                   help="never decide on a frame older than this many seconds (default: 1)")
-    p.add_argument("--open-timeout", type=float, default=5.0,
-                   help="seconds to wait for a network camera to open or deliver a frame (default: 5)")
-    p.add_argument("--status-every", type=float, default=5.0,
-                   help="seconds between status lines (default: 5)")
+    p.add_argument("--duration", type=POSITIVE_SECONDS,
+                   help="stop after this many seconds, more than 0 (default: until Ctrl-C)")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
+    # 20 px is MTCNN's own minimum; 4096 px is more than any camera frame holds.
+    p.add_argument("--min-face", type=IntArg(minimum=20, maximum=4096), default=80,
+                   help="smallest face to look for, in pixels, 20 to 4096 (default: 80; gate faces are large)")
+    p.add_argument("--max-frame-age", type=POSITIVE_SECONDS, default=1.0,
+                   help="never decide on a frame older than this many seconds, more than 0 (default: 1)")
+    p.add_argument("--open-timeout", type=POSITIVE_SECONDS, default=5.0,
+                   help="seconds to wait for a network camera to open or deliver a frame, more than 0 "
+                        "(default: 5)")
+    p.add_argument("--status-every", type=POSITIVE_SECONDS, default=5.0,
+                   help="seconds between status lines, more than 0 (default: 5)")
     p.add_argument("--json", action="store_true", help="print one JSON object per decision / status line")
-    _add_policy_args(p, deep=False)
+    add_policy_args(p, deep=False)
     p.set_defaults(func=cmd_monitor)

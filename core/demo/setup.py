@@ -23,16 +23,19 @@ log = logging.getLogger(__name__)
 DEMO_ACTOR = "demo-setup"
 
 Progress = Callable[[float, str], None]
+Cancel = Callable[[], bool]
 
 
 def ensure_demo_registry(registry: Registry, pipeline: FacePipeline, models_dir: Path,
-                         progress: Progress | None = None) -> bool:
+                         progress: Progress | None = None, cancel: Cancel | None = None) -> bool:
     """Enroll and train the demo people if the registry is empty; return whether it did.
+
+    ``cancel()`` is polled between photos and training steps; a cancelled training leaves no model.
 
     Raises
     ------
     ModelError
-        If the training run's model was not activated (its checks failed).
+        If the training run's model was not activated (its checks failed), or it was cancelled.
     """
     if registry.list_operators():
         return False
@@ -44,11 +47,12 @@ def ensure_demo_registry(registry: Registry, pipeline: FacePipeline, models_dir:
     dataset = ensure_seed_assets().dataset / "train"
     log.info("empty registry: enrolling the demo people from %s", dataset)
     results = Enroller(registry, pipeline).import_dataset(
-        dataset, actor=DEMO_ACTOR, progress=lambda f, m: report(0.7 * f, f"enrolling the demo people: {m}"))
+        dataset, actor=DEMO_ACTOR, progress=lambda f, m: report(0.7 * f, f"enrolling the demo people: {m}"),
+        cancel=cancel)
     accepted = sum(len(r.accepted) for r in results.values())
     log.info("demo: %d people, %d photos enrolled", len(results), accepted)
     version = retrain(registry, pipeline, models_dir, actor=DEMO_ACTOR,
-                      progress=lambda f, m: report(0.7 + 0.3 * f, f"training: {m}"))
+                      progress=lambda f, m: report(0.7 + 0.3 * f, f"training: {m}"), cancel=cancel)
     if not version.active:
         raise ModelError(f"The demo model was not activated: {version.notes}")
     report(1.0, f"demo ready: {len(results)} people, {accepted} photos, model version {version.id}")

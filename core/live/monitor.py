@@ -38,7 +38,7 @@ import numpy as np
 
 from core.recognition.engine import FacePipeline, Policy, RecognitionModel
 from core.errors import FaceGateError, ModelError
-from core.live.sources import FrameSource, SourceStatus
+from core.live.sources import FrameSource, SourceState, SourceStatus
 from core.live.tracking import (
     FlowShifter,
     Observation,
@@ -53,6 +53,11 @@ from core.live.tracking import (
 from core.types import UNKNOWN, Decision, FaceResult
 
 log = logging.getLogger(__name__)
+
+ErrorCallback = Callable[[str, str, bool], None]
+"""``on_error(where, message, fatal)``: a background thread failed.  ``where`` names the thread
+(``event-writer``, ``model-watcher``, a camera); ``fatal`` means that part has stopped for good
+(events can no longer be recorded, or the model can no longer be reloaded)."""
 
 __all__ = [
     "CameraWorker",
@@ -92,12 +97,18 @@ class MonitorOptions:
     flow_width: int = 320
     thumbnail_size: int = 96
     reload_every_s: float = 5.0
+    keep_decisions: int = 256
+
+    #: ``keep_decisions``: how many recent decisions :attr:`Monitor.decisions` keeps (each holds a
+    #: thumbnail); a monitor that runs for months must not grow.
 
     def __post_init__(self) -> None:
         if self.max_frame_age_s <= 0:
             raise ValueError("max_frame_age_s must be positive.")
         if self.min_face_size < 20:
             raise ValueError("min_face_size must be at least 20 pixels.")
+        if self.keep_decisions < 1:
+            raise ValueError("keep_decisions must be at least 1.")
 
 
 @dataclass(frozen=True)
@@ -384,10 +395,8 @@ class CameraWorker:
             self._processed.tick(now)
             self.frames_processed += 1
             stages = {**self._stages, "track": 1000 * (time.perf_counter() - t0)}
-            result = FrameResult(self.name, frame.index, frame.image, frame.captured, self.tracker.snapshot(),
-                                 self.source.status(), self._processed.value(now), self._recognised.value(now),
-                                 stages, self.models.get().version)
-            self._publish(result)
+            self._publish(self._frame_result(frame.index, frame.image, frame.captured, stages,
+                                             self.models.get().version, now))
 
     def _merge(self, gray: tuple[np.ndarray, float], frame_index: int) -> list[TrackDecision]:
         with self._pending_lock:
@@ -423,13 +432,16 @@ class CameraWorker:
 
     def _publish_status(self) -> None:
         """Re-publish the last frame with a fresh source status (the camera went quiet)."""
-        if self.latest is None:
+        latest = self.latest
+        if latest is None:
             return
-        now = time.monotonic()
-        result = FrameResult(self.name, self.latest.frame_index, self.latest.image, self.latest.captured,
-                             self.tracker.snapshot(), self.source.status(), self._processed.value(now),
-                             self._recognised.value(now), self.latest.stages, self.latest.model_version)
-        self._publish(result)
+        self._publish(self._frame_result(latest.frame_index, latest.image, latest.captured, latest.stages,
+                                         latest.model_version, time.monotonic()))
+
+    def _frame_result(self, index: int, image: np.ndarray, captured: float, stages: dict[str, float],
+                      model_version: str, now: float) -> FrameResult:
+        return FrameResult(self.name, index, image, captured, self.tracker.snapshot(), self.source.status(),
+                           self._processed.value(now), self._recognised.value(now), stages, model_version)
 
     def _publish(self, result: FrameResult) -> None:
         self.latest = result
@@ -452,17 +464,32 @@ class EventWriter:
     """Appends one registry event per decision, from a thread that owns its registry connection.
 
     Decisions are queued (never dropped) and written in small batches, each in one transaction.
-    :meth:`stop` writes everything still queued before it returns.
+    :meth:`stop` writes everything still queued before it returns.  If the registry cannot be opened
+    at all, :attr:`error` says why and ``on_error`` is called with ``fatal=True``; an event that
+    cannot be written is counted in :attr:`failed` and reported with ``fatal=False``.
     """
 
-    def __init__(self, registry_path: Path, *, on_error: Callable[[str], None] | None = None) -> None:
+    KEEP_IDS = 1024
+    """How many of the newest written event ids :attr:`event_ids` keeps."""
+
+    def __init__(self, registry_path: Path, *, on_error: ErrorCallback | None = None) -> None:
         self.registry_path = Path(registry_path)
         self.on_error = on_error
         self._queue: queue.Queue[TrackDecision | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self.written = 0
         self.failed = 0
-        self.event_ids: list[int] = []
+        self.error: str | None = None
+        self.event_ids: deque[int] = deque(maxlen=self.KEEP_IDS)
+
+    @property
+    def pending(self) -> int:
+        """Decisions queued and not yet written."""
+        return self._queue.qsize()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="event-writer", daemon=True)
@@ -472,18 +499,33 @@ class EventWriter:
         """Queue a decision for writing (thread-safe, never blocks)."""
         self._queue.put(decision)
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Write what is queued, then stop."""
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Write what is queued, then stop; ``False`` if the writer was still busy after ``timeout``."""
         if self._thread is None:
-            return
+            return True
         self._queue.put(None)
         self._thread.join(timeout)
+        finished = not self._thread.is_alive()
         self._thread = None
+        return finished
+
+    def _report(self, message: str, fatal: bool) -> None:
+        log.error(message)
+        if self.on_error is not None:
+            try:
+                self.on_error("event-writer", message, fatal)
+            except Exception:
+                log.exception("event-writer: error callback failed")
 
     def _run(self) -> None:
         from core.registry import Registry
 
-        registry = Registry.open(self.registry_path)
+        try:
+            registry = Registry.open(self.registry_path)
+        except Exception as exc:  # the thread must say why it stopped, never die silently
+            self.error = f"cannot open the registry {self.registry_path} to record events: {exc}"
+            self._report(self.error, fatal=True)
+            return
         try:
             done = False
             while not done:
@@ -501,7 +543,13 @@ class EventWriter:
                     except queue.Empty:
                         break
                 if batch:
-                    self._write(registry, batch)
+                    try:
+                        self._write(registry, batch)
+                    except Exception as exc:  # disk full, database locked for too long, a bug
+                        self.failed += len(batch)
+                        log.exception("event-writer: a batch could not be written")
+                        self._report(f"{len(batch)} event(s) could not be recorded: {type(exc).__name__}: {exc}",
+                                     fatal=False)
         finally:
             registry.close()
 
@@ -535,10 +583,7 @@ class EventWriter:
 
     def _give_up(self, ev: Any, exc: Exception) -> list[int]:
         self.failed += 1
-        message = f"an event from {ev.camera} could not be recorded: {exc}"
-        log.error(message)
-        if self.on_error is not None:
-            self.on_error(message)
+        self._report(f"an event from {ev.camera} could not be recorded: {exc}", fatal=False)
         return []
 
     @staticmethod
@@ -586,13 +631,19 @@ class Monitor:
         Called from the cameras' overlay threads.
     policy
         Decision policy applied to every (re)loaded model; ``None`` keeps the model's own.
+    on_error
+        ``on_error(where, message, fatal)``, called from the event writer's or the model watcher's
+        thread when it fails (see :data:`ErrorCallback`).
+    on_model
+        Called from the model watcher's thread with each reloaded model.
     """
 
     def __init__(self, sources: Sequence[FrameSource], model: RecognitionModel, pipeline: FacePipeline,
                  options: MonitorOptions | None = None, *, registry_path: Path | None = None,
                  models_dir: Path | None = None, on_frame: Callable[[FrameResult], None] | None = None,
                  on_decision: Callable[[TrackDecision], None] | None = None, policy: Policy | None = None,
-                 detector_factory: Callable[[], Any] | None = None) -> None:
+                 detector_factory: Callable[[], Any] | None = None, on_error: ErrorCallback | None = None,
+                 on_model: Callable[[RecognitionModel], None] | None = None) -> None:
         names = [s.name for s in sources]
         if len(set(names)) != len(names):
             raise ValueError(f"Two cameras have the same name ({', '.join(names)}); name them apart.")
@@ -605,8 +656,10 @@ class Monitor:
         self.registry_path = registry_path
         self.models_dir = models_dir
         self.on_decision = on_decision
-        self.writer = EventWriter(registry_path) if registry_path is not None else None
-        self.decisions: list[TrackDecision] = []
+        self.on_error = on_error
+        self.on_model = on_model
+        self.writer = EventWriter(registry_path, on_error=on_error) if registry_path is not None else None
+        self.decisions: deque[TrackDecision] = deque(maxlen=self.options.keep_decisions)
         self._decisions_lock = threading.Lock()
         self.workers = [
             CameraWorker(s, self.models, pipeline, self.options, on_frame=on_frame, on_decision=self._decided,
@@ -617,6 +670,7 @@ class Monitor:
         self._watcher: threading.Thread | None = None
         self.reloads = 0
         self.reload_error: str | None = None
+        self.watcher_error: str | None = None
 
     def _with_policy(self, model: RecognitionModel) -> RecognitionModel:
         if self.policy is None:
@@ -644,8 +698,12 @@ class Monitor:
             self._watcher = threading.Thread(target=self._watch, name="model-watcher", daemon=True)
             self._watcher.start()
 
-    def stop(self) -> None:
-        """Stop every camera, then write every pending event.  Idempotent."""
+    def stop(self, writer_timeout: float = 30.0) -> bool:
+        """Stop every camera, then write every pending event.  Idempotent.
+
+        Returns ``False`` if the event writer was still writing after ``writer_timeout`` seconds
+        (:attr:`EventWriter.pending` then says how many were left).
+        """
         self._stop.set()
         for worker in self.workers:
             worker.stop()
@@ -653,19 +711,38 @@ class Monitor:
             self._watcher.join(5.0)
             self._watcher = None
         if self.writer is not None:
-            self.writer.stop()
+            return self.writer.stop(writer_timeout)
+        return True
 
     def statuses(self) -> list[SourceStatus]:
         return [w.source.status() for w in self.workers]
+
+    @property
+    def all_sources_ended(self) -> bool:
+        """Every source is a file or folder that has played to its end."""
+        return all(w.source.status().state is SourceState.ENDED for w in self.workers)
+
+    def _report(self, where: str, message: str, fatal: bool) -> None:
+        log.error("%s: %s", where, message)
+        if self.on_error is not None:
+            try:
+                self.on_error(where, message, fatal)
+            except Exception:
+                log.exception("%s: error callback failed", where)
 
     def _watch(self) -> None:
         from core.registry import Registry
         from core.registry.training import load_active_model
 
         assert self.registry_path is not None and self.models_dir is not None
-        registry = Registry.open(self.registry_path)
         try:
+            registry = Registry.open(self.registry_path)
             state = registry.gallery_state()
+        except Exception as exc:  # the thread must say why it stopped, never die silently
+            self.watcher_error = f"cannot open the registry {self.registry_path} to watch for model changes: {exc}"
+            self._report("model-watcher", self.watcher_error, fatal=True)
+            return
+        try:
             while not self._stop.wait(self.options.reload_every_s):
                 try:
                     now = registry.gallery_state()
@@ -680,11 +757,16 @@ class Monitor:
                     self.reload_error = None
                     log.info("model reloaded: version %s, %d people in the gallery", model.version,
                              len(model.gallery.identities))
-                except FaceGateError as exc:
+                    if self.on_model is not None:
+                        self.on_model(model)
+                except Exception as exc:
                     # Keep recognising with the model we have; say why the new one is not used.
-                    if str(exc) != self.reload_error:
-                        log.warning("keeping the current model: %s", exc)
-                    self.reload_error = str(exc)
+                    message = str(exc) if isinstance(exc, FaceGateError) else f"{type(exc).__name__}: {exc}"
+                    if message != self.reload_error:
+                        if not isinstance(exc, FaceGateError):
+                            log.exception("model-watcher: reload failed")
+                        self._report("model-watcher", f"keeping the current model: {message}", fatal=False)
+                    self.reload_error = message
         finally:
             registry.close()
 

@@ -41,6 +41,7 @@ INPUT_SIZE = 160
 
 # Bump when the cache layout or the conversion changes, so old cache files are not read.
 _CACHE_FORMAT = 1
+_CACHE_WRITERS = (__name__, "core.facenet")  # this module, and its name before core/ had subpackages
 _CACHE_SUBDIR = "models"
 # Faces per forward pass; bounds the activation memory for long lists of faces.
 _MAX_BATCH = 32
@@ -475,7 +476,7 @@ def _read_cache(path: Path, sha256: str) -> tuple[str, dict[str, np.ndarray], in
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"][()]))
             if (meta.get("format") != _CACHE_FORMAT or meta.get("source_sha256") != sha256
-                    or meta.get("writer") != __name__):
+                    or meta.get("writer") not in _CACHE_WRITERS):
                 log.warning("ignoring %s: written for another FaceNet file or format", path)
                 return None
             config_json = str(data["model_config"][()])

@@ -185,7 +185,7 @@ def test_no_decision_on_old_frames(short_scene, trained_model, pipeline):
     run_until(monitor, lambda: False, 2.0)
     worker = monitor.workers[0]
     assert worker.passes == 0 and worker.stale_dropped > 0
-    assert monitor.decisions == []
+    assert not monitor.decisions
 
 
 def test_event_writer_keeps_an_event_whose_operator_was_erased(registry_path, trained_model):
