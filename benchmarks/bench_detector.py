@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np
 
 from benchmarks.bench_engine import machine
+from core.types import iou
 
 GREY = 96
 PEOPLE_ONE = ("madonna",)
@@ -141,13 +142,6 @@ def speed(seed: Any, rounds: int, skip_slow: bool) -> dict[str, Any]:
     return results
 
 
-def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    iw = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    ih = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
-
-
 def compare(ref: list[list[Any]], new: list[list[Any]]) -> dict[str, Any]:
     """Face counts, box IoU / corner shift, landmark shift (px) and confidence of ``new`` against ``ref``."""
     mismatched, ious, shifts, marks, confs = 0, [], [], [], []
@@ -157,9 +151,9 @@ def compare(ref: list[list[Any]], new: list[list[Any]]) -> dict[str, Any]:
             continue
         left = list(n)
         for a in r:
-            b = max(left, key=lambda d: _iou(a.box, d.box))
+            b = max(left, key=lambda d: iou(a.box, d.box))
             left.remove(b)
-            ious.append(_iou(a.box, b.box))
+            ious.append(iou(a.box, b.box))
             corners = [a.box[0] - b.box[0], a.box[1] - b.box[1], a.box[0] + a.box[2] - b.box[0] - b.box[2],
                        a.box[1] + a.box[3] - b.box[1] - b.box[3]]
             shifts.append(max(abs(c) for c in corners))

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from core.types import UNKNOWN, Box, FaceResult, Point
+from core.types import UNKNOWN, Box, FaceResult, Point, iou
 
 __all__ = [
     "FlowShifter",
@@ -184,17 +184,6 @@ class TrackDecision:
     latency: float | None
     thumbnail: np.ndarray | None = field(default=None, compare=False, repr=False)
     model_version: str = ""
-
-
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two ``(x, y, w, h)`` boxes."""
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    ix = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    iy = max(0, min(ay + ah, by + bh) - max(ay, by))
-    inter = ix * iy
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
 
 
 def observation_weight(result: FaceResult, reference_size: int = 112) -> float:
@@ -528,8 +517,7 @@ class Tracker:
                     return self._decide(track, outcome, obs, "decided", None,
                                         f"{len(recent)} consistent{kind} frames, {share:.0%} of the votes")
             if track.total >= opts.give_up_after:
-                tally = self._tally(track)
-                summary = ", ".join(f"{k} {v:.0%}" for k, v in sorted(tally.items(), key=lambda kv: -kv[1])[:3])
+                summary = self._summary(track)
                 return self._decide(track, UNKNOWN, obs, "decided", None,
                                     f"no consistent identity after {track.total} frames ({summary})")
             return None
@@ -551,6 +539,12 @@ class Tracker:
 
     def _share(self, track: _Track, outcome: str) -> float:
         return self._tally(track).get(outcome, 0.0)
+
+    @classmethod
+    def _summary(cls, track: _Track) -> str:
+        """The three largest shares of the track's votes, e.g. ``"madonna 67%, unknown 33%"``."""
+        tally = cls._tally(track)
+        return ", ".join(f"{k} {v:.0%}" for k, v in sorted(tally.items(), key=lambda kv: -kv[1])[:3])
 
     def _decide(self, track: _Track, outcome: str, obs: Observation, kind: str, previous: str | None,
                 why: str) -> TrackDecision:
@@ -584,8 +578,7 @@ class Tracker:
             if track.state is TrackState.CHECKING and 0 < track.total < self.options.min_observations_to_report:
                 self.glimpses += 1
             elif track.state is TrackState.CHECKING and track.total > 0:
-                tally = self._tally(track)
-                summary = ", ".join(f"{k} {v:.0%}" for k, v in sorted(tally.items(), key=lambda kv: -kv[1])[:3])
+                summary = self._summary(track)
                 track.reason = f"left after {track.total} frame(s) before a decision ({summary})"
                 best = track.best
                 out.append(TrackDecision("undecided", self._view(track), None, None,

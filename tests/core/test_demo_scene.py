@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from core.demo.scene import MIN_VISIBLE, PERSONS, DemoScene
-from core.types import UNKNOWN
+from core.types import UNKNOWN, iou
 
 SIZES = [(640, 480), (1280, 720)]
 
@@ -26,13 +26,6 @@ def scenes(detector) -> dict[tuple[int, int], DemoScene]:
     # The first start detects and probes every photo (cached under cache_dir()/demo afterwards); the
     # probing, which the detector test below relies on, is done at the default size only.
     return {size: DemoScene.from_assets(size=size, detector=detector, verify=size == SIZES[0]) for size in SIZES}
-
-
-def iou(a, b) -> float:
-    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
 def at_gate(scene: DemoScene, loop: int = 0) -> list[int]:

@@ -14,7 +14,7 @@ from core.vision.align import canonical_landmarks, similarity_transform
 from core.vision.detector import MtcnnDetector, PackageMtcnnDetector, nms_keep, pyramid_scales
 from core.errors import ImageError
 from core.vision.imageio import read_image
-from core.types import Detection
+from core.types import Detection, iou
 from tests.conftest import compose, face_crop
 
 
@@ -129,18 +129,12 @@ def test_detection_dataclass_is_frozen():
 # -- the fast detector against the package ----------------------------------------------------
 
 
-def _iou(a, b) -> float:
-    iw = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    ih = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    return iw * ih / (a[2] * a[3] + b[2] * b[3] - iw * ih)
-
-
 def _assert_same_faces(ref, new, landmark_px: float = 2.0) -> None:
     """Same count; boxes with IoU > 0.9 and corners within 3 px; landmarks within ``landmark_px``."""
     assert len(new) == len(ref)
     for a in ref:
-        b = max(new, key=lambda d: _iou(a.box, d.box))
-        assert _iou(a.box, b.box) > 0.9
+        b = max(new, key=lambda d: iou(a.box, d.box))
+        assert iou(a.box, b.box) > 0.9
         corners_a = np.array([a.box[0], a.box[1], a.box[0] + a.box[2], a.box[1] + a.box[3]])
         corners_b = np.array([b.box[0], b.box[1], b.box[0] + b.box[2], b.box[1] + b.box[3]])
         assert np.abs(corners_a - corners_b).max() <= 3
