@@ -279,7 +279,7 @@ def test_auto_strategies_switch_above_the_class_limit(
     assert (svc.multi_class_, svc.method_) == ("ovo", "sigmoid")
     assert Stacker().fit(*train).mode_ == "thesis"
     assert SuperLearner(n_estimators=2, n_splits=2).fit(*train).base_learner_names_ == BASE_LEARNER_NAMES
-    monkeypatch.setattr(classifiers, "MAX_THESIS_CLASSES", 4)
+    monkeypatch.setattr(classifiers.base, "MAX_THESIS_CLASSES", 4)
     svc = CalibratedSVC().fit(*train)
     assert (svc.multi_class_, svc.method_) == ("ovr", "temperature")
     stacker = Stacker().fit(*train)
@@ -401,7 +401,7 @@ def test_thesis_models_predict_exactly_as_scikit_learns_stacking_and_calibration
 def test_shared_fits_train_each_common_base_model_once_with_identical_results(
     monkeypatch: pytest.MonkeyPatch, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray]
 ) -> None:
-    monkeypatch.setattr(classifiers, "MAX_THESIS_CLASSES", 4)  # the large-gallery parts
+    monkeypatch.setattr(classifiers.base, "MAX_THESIS_CLASSES", 4)  # the large-gallery parts
     fits = [0]
     solve = classifiers._OvRLinearSVC.fit
 

@@ -131,7 +131,7 @@ def test_training_with_the_large_gallery_parts_is_reproducible(monkeypatch, trai
     from core.recognition import classifiers
     from core.recognition.engine import train_model
 
-    monkeypatch.setattr(classifiers, "MAX_THESIS_CLASSES", 2)  # the 1,000-people parts, threads on
+    monkeypatch.setattr(classifiers.base, "MAX_THESIS_CLASSES", 2)  # the 1,000-people parts, threads on
     first, second = train_model(train_set.x, train_set.y), train_model(train_set.x, train_set.y)
     assert first.classifiers["stacker"].mode_ == "scalable"
     for name in MODEL_NAMES:

@@ -118,7 +118,7 @@ def test_retrain_records_checks_and_activates_a_new_version(base, pipeline, trai
 def test_a_large_gallery_takes_its_fold_accuracy_from_the_training_folds(base, tmp_path, pipeline, monkeypatch):
     from core.recognition import classifiers
 
-    monkeypatch.setattr(classifiers, "MAX_THESIS_CLASSES", 2)  # the large-gallery parts, on 3 people
+    monkeypatch.setattr(classifiers.base, "MAX_THESIS_CLASSES", 2)  # the large-gallery parts, on 3 people
     db, models = clone(base, tmp_path)
     with Registry.open(db) as reg:
         messages: list[str] = []
