@@ -1,7 +1,10 @@
 """The ``facegate`` command line.
 
-Every error FaceGate raises on purpose reaches the user as one line (``facegate: error: …``) and exit
-code 2; a bad photo inside a batch is reported and skipped, never the end of the run.
+Every error reaches the user as one line (``facegate: error: …``), never a traceback: a bad option value
+is refused by argparse before any work (exit 2); an error FaceGate raises on purpose, or a file or value
+problem (``OSError``, ``ValueError``), stops the command at its boundary (exit 2); anything else is a
+bug, reported in one line with a pointer to ``-v``, which shows the traceback (exit 1). A bad photo
+inside a batch is reported and skipped, never the end of the run.
 """
 
 from __future__ import annotations
@@ -13,71 +16,47 @@ import logging
 import os
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from core.cli.common import (
+    DATA_DIR_HELP,
+    IntArg,
+    add_policy_args,
+    check_output_file,
+    data_dir,
+    describe_os_error,
+    models_dir,
+    open_registry,
+    policy_from_args,
+    progress_bar,
+    short_list,
+)
 from core.errors import FaceGateError
 
 log = logging.getLogger("facegate")
 
 
-class ProgressBar:
-    """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
-
-    def __init__(self, stream: Any = None, width: int = 28) -> None:
-        self.stream = stream or sys.stderr
-        self.width = width
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._last = -1.0
-        self._last_title = ""
-
-    def __call__(self, fraction: float, message: str) -> None:
-        fraction = min(max(fraction, 0.0), 1.0)
-        if self.tty:
-            filled = int(self.width * fraction)
-            bar = "#" * filled + "-" * (self.width - filled)
-            self.stream.write(f"\r[{bar}] {100 * fraction:5.1f}% {message[:60]:<60}")
-            if fraction >= 1.0:
-                self.stream.write("\n")
-            self.stream.flush()
-            return
-        title = message.split(":")[0]
-        # Not a terminal (CI, a log file): a line per 10 % or per new stage is enough.
-        if fraction - self._last >= 0.1 or title != self._last_title or fraction >= 1.0:
-            self.stream.write(f"[{100 * fraction:5.1f}%] {message}\n")
-            self.stream.flush()
-            self._last, self._last_title = fraction, title
-
-
-def _policy(args: argparse.Namespace) -> Any:
-    from core.recognition.engine import Policy
-
-    return Policy(decider=args.decider, min_probability=args.min_probability, min_margin=args.min_margin,
-                  threshold=args.threshold)
-
-
-def _add_policy_args(p: argparse.ArgumentParser, deep: bool = True) -> None:
-    p.add_argument("--decider", default="all", choices=["svc", "stacker", "super_learner", "all"],
-                   help="which model decides, or 'all' three must agree with the gallery (default: all)")
-    p.add_argument("--min-probability", type=float, default=0.5,
-                   help="the deciding model's probability floor (default: 0.5)")
-    p.add_argument("--min-margin", type=float, default=0.0,
-                   help="required distance margin to the second-nearest person (default: 0)")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="override the calibrated distance threshold")
-    if deep:
-        p.add_argument("--deep", action="store_true", help="use the Deep Super Learner (thesis §5.2)")
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Run ``facegate evaluate``."""
+    from core.recognition.dataset import check_layout
     from core.recognition.evaluate import evaluate, format_report, save_report
 
+    # Everything that can be checked without the networks is checked first: a typo must not cost
+    # a whole evaluation.
+    check_layout(Path(args.dataset))
+    if args.unknown and not Path(args.unknown).is_dir():
+        raise FaceGateError(f"--unknown {args.unknown}: there is no such folder. Give a folder of photos of "
+                            "people who are not in the dataset (or 'demo').")
+    if args.report:
+        check_output_file(Path(args.report), create_folder=True)
     out_dir = Path(args.out) if args.out else (Path(args.report).parent if args.report else Path("."))
+    check_output_file(out_dir / "stacker_cv.csv", create_folder=True)
     report = evaluate(Path(args.dataset), unknown=Path(args.unknown) if args.unknown else None, out_dir=out_dir,
-                      policy=_policy(args), deep=args.deep, cv_splits=args.cv_splits, cv_repeats=args.cv_repeats,
-                      progress=None if args.quiet else ProgressBar())
+                      policy=policy_from_args(args), deep=args.deep, cv_splits=args.cv_splits,
+                      cv_repeats=args.cv_repeats, progress=progress_bar(args))
     print(format_report(report))
     print(f"Wrote {out_dir / 'stacker_cv.csv'} and {out_dir / 'stacker_cv_boxplot.png'}")
     if args.report:
@@ -89,9 +68,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _model_for_dataset(dataset: Path, args: argparse.Namespace, progress: Any) -> Any:
     """Train on ``dataset/train`` (or load the cached model trained on the same faces)."""
     from core.assets import cache_dir
+    from core.errors import ModelError
     from core.recognition.dataset import embed_folder
     from core.recognition.engine import FacePipeline, RecognitionModel, train_model
-    from core.errors import ModelError
 
     pipeline = FacePipeline()
     train_dir = dataset / "train" if (dataset / "train").is_dir() else dataset
@@ -109,7 +88,7 @@ def _model_for_dataset(dataset: Path, args: argparse.Namespace, progress: Any) -
         model.save(where)
     from dataclasses import replace
 
-    model.policy = replace(model.policy, **vars(_policy(args)))
+    model.policy = replace(model.policy, **vars(policy_from_args(args)))
     return model, pipeline
 
 
@@ -118,14 +97,19 @@ def cmd_recognize(args: argparse.Namespace) -> int:
     from core.recognition.engine import FacePipeline, RecognitionModel, Recognizer
     from core.vision.imageio import read_image
 
-    progress = None if args.quiet else ProgressBar()
+    if not any(Path(name).is_file() for name in args.images):
+        raise FaceGateError(f"No photo to recognise: {short_list(args.images)} — no such file (or not a "
+                            "file). Give the paths of photo files.")
+    if args.model and not Path(args.model).is_dir():
+        raise FaceGateError(f"--model {args.model}: there is no such folder. Give a model folder FaceGate "
+                            "wrote.")
+    progress = progress_bar(args)
     if getattr(args, "registry", False):
-        from core.cli.registry import _models_dir, _registry
         from core.registry.training import load_active_model
 
         pipeline = FacePipeline()
-        with _registry(args) as reg:
-            loaded = load_active_model(reg, _models_dir(args), expect_signature=pipeline.signature,
+        with open_registry(args) as reg:
+            loaded = load_active_model(reg, models_dir(args), expect_signature=pipeline.signature,
                                        live_gallery=True)
         if loaded is None:
             raise FaceGateError("The registry has no active model: enroll people ('facegate enroll' or "
@@ -215,21 +199,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: ``facegate: error: argument --min-face: … (see 'facegate monitor
+    --help')`` instead of the full usage, as every other error (sub-parsers inherit the class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"facegate: error: {_one_line(message)} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used by the README documentation test)."""
-    parser = argparse.ArgumentParser(prog="facegate", description="FaceGate: face recognition for plant gates.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser = Parser(prog="facegate", description="FaceGate: face recognition for plant gates.")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log what happens (and show the traceback of an unexpected error)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("evaluate", help="reproduce the thesis tables and open-set figures on a dataset")
     p.add_argument("dataset", help="folder holding train/<person>/ and val/<person>/ ('demo' for the seed dataset)")
-    p.add_argument("--unknown", help="folder of photos of people who are not in DATASET")
+    p.add_argument("--unknown", help="folder of photos of people who are not in DATASET ('demo': Obama, Biden)")
     p.add_argument("--report", help="write the JSON report here")
     p.add_argument("--out", help="folder for the CSV and boxplot PNG (default: beside --report, else .)")
-    p.add_argument("--cv-splits", type=int, default=10, help="stacking CV folds (adapted to small classes)")
-    p.add_argument("--cv-repeats", type=int, default=3, help="stacking CV repeats")
-    _add_policy_args(p)
+    p.add_argument("--cv-splits", type=IntArg(minimum=2), default=10,
+                   help="stacking CV folds, at least 2 (adapted to small classes; default: 10)")
+    p.add_argument("--cv-repeats", type=IntArg(minimum=1), default=3, help="stacking CV repeats (default: 3)")
+    add_policy_args(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("recognize", help="recognise the faces in photos")
@@ -238,14 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="train on this dataset's train/ folder (default: the demo dataset)")
     p.add_argument("--registry", action="store_true",
                    help="use the registry's active model, with people enrolled since its training")
-    p.add_argument("--data-dir", help="registry folder for --registry")
+    p.add_argument("--data-dir", help=f"{DATA_DIR_HELP}, for --registry")
     p.add_argument("--json", action="store_true", help="print JSON")
-    _add_policy_args(p)
+    add_policy_args(p)
     p.set_defaults(func=cmd_recognize)
 
     p = sub.add_parser("demo", help="recognition on the built-in demo photos (no camera needed)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    _add_policy_args(p)
+    add_policy_args(p)
     p.set_defaults(func=cmd_demo)
 
     from core.cli.monitor import register as register_monitor
@@ -256,27 +250,70 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"facegate: error: {_one_line(message)}", file=sys.stderr)
+    return code
+
+
+def _command(args: argparse.Namespace) -> str:
+    """``facegate people list``: the command that ran, for "see --help" hints."""
+    words = [getattr(args, key, None) for key in ("command", "people_cmd", "models_cmd")]
+    return " ".join(["facegate", *(w for w in words if w)])
+
+
+def _run(args: argparse.Namespace) -> int:
+    if "data_dir" in vars(args) and (args.data_dir or getattr(args, "registry", True)):
+        # Checked before the command starts: an unusable registry folder must not cost a model load
+        # (recognize without --registry never opens the registry).
+        data_dir(args)
+    if args.command in ("evaluate", "recognize"):
+        if getattr(args, "dataset", None) == "demo":
+            args.dataset = str(_dataset_arg(None))
+        if getattr(args, "unknown", None) == "demo":
+            from core.assets import ensure_strangers
+
+            args.unknown = str(ensure_strangers())
+    return int(args.func(args))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``facegate`` command."""
+    """Entry point of the ``facegate`` command.
+
+    Exit codes: 0 done, 1 partly done (a photo skipped, a check failed) or an unexpected error (a bug),
+    2 an error the user can fix (the one-line message says how), 130 interrupted.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    if getattr(args, "dataset", None) == "demo":
-        args.dataset = str(_dataset_arg(None))
-    if getattr(args, "unknown", None) == "demo":
-        from core.assets import ensure_strangers
-
-        args.unknown = str(ensure_strangers())
     try:
-        return int(args.func(args))
+        return _run(args)
     except FaceGateError as exc:
-        print(f"facegate: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc), 2)
     except KeyboardInterrupt:
         print("facegate: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`facegate events | head`): nothing more to say, nowhere to say it, and
+        # Python must not complain about stdout when it exits.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as exc:
+        return _fail(describe_os_error(exc), 2)
+    except ValueError as exc:
+        return _fail(f"{exc} (check the values given to the command; see '{_command(args)} --help')", 2)
+    except Exception as exc:  # noqa: BLE001 - a bug still ends in one line at the guard's desk
+        if args.verbose:
+            traceback.print_exc()
+        where = ("the traceback is above" if args.verbose
+                 else "run the command again with -v to see the traceback")
+        return _fail(f"unexpected {type(exc).__name__}: {str(exc) or 'no message'}. This is a bug in "
+                     f"FaceGate; {where}, and report it.", 1)
 
 
 if __name__ == "__main__":  # pragma: no cover

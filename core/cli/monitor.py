@@ -17,8 +17,15 @@ from datetime import datetime
 from types import FrameType
 from typing import Any
 
-from core.cli.common import (DATA_DIR_HELP, POSITIVE_SECONDS, IntArg, ProgressBar, add_policy_args, data_dir,
-                             policy_from_args)
+from core.cli.common import (
+    DATA_DIR_HELP,
+    POSITIVE_SECONDS,
+    IntArg,
+    ProgressBar,
+    add_policy_args,
+    data_dir,
+    policy_from_args,
+)
 from core.live.session import DEFAULT_SOURCE, CameraStats, LiveSession, ModelInfo, SessionCallbacks, SessionError
 from core.live.session import SessionSettings, StopReport
 from core.live.tracking import TrackDecision
@@ -185,7 +192,8 @@ def register(sub: Any) -> None:
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
     # 20 px is MTCNN's own minimum; 4096 px is more than any camera frame holds.
     p.add_argument("--min-face", type=IntArg(minimum=20, maximum=4096), default=80,
-                   help="smallest face to look for, in pixels, 20 to 4096 (default: 80; gate faces are large)")
+                   help="smallest face to look for, in pixels, 20 to 4096 (default: 80; gate faces are "
+                        "large)")
     p.add_argument("--max-frame-age", type=POSITIVE_SECONDS, default=1.0,
                    help="never decide on a frame older than this many seconds, more than 0 (default: 1)")
     p.add_argument("--open-timeout", type=POSITIVE_SECONDS, default=5.0,
