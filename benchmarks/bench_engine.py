@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def median_ms(fn, repeats: int, warmup: int = 1) -> float:
@@ -79,8 +79,8 @@ def main() -> int:
     from core.assets import ensure_seed_assets
     from core.recognition.classifiers import make_classifier
     from core.recognition.dataset import embed_folder
-    from core.vision.detector import MtcnnDetector
     from core.recognition.engine import FacePipeline
+    from core.vision.detector import MtcnnDetector
     from tests.conftest import compose, face_crop
 
     seed = ensure_seed_assets()

@@ -48,9 +48,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from benchmarks.bench_engine import machine  # noqa: E402
+from benchmarks.bench_engine import machine
 
 
 def rss_mb() -> float:
@@ -107,9 +107,9 @@ def median(values: list[float]) -> float:
 def bench_stages(scene, frames: list[int], model, pipeline, min_face: int) -> dict:
     import cv2
 
-    from core.vision.detector import MtcnnDetector
     from core.live.tracking import FlowShifter, Observation, Tracker, observation_weight
     from core.types import FaceResult
+    from core.vision.detector import MtcnnDetector
 
     detector = MtcnnDetector(min_face_size=min_face)
     flow = FlowShifter()

@@ -50,7 +50,12 @@ def user_dir(env_var: str, kind: str) -> Path:
 
         finder = platformdirs.user_cache_dir if kind == "cache" else platformdirs.user_data_dir
         path = Path(finder("facegate", appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        source = f"${env_var}" if env else f"the default {kind} folder"
+        raise AssetError(f"Cannot use {path} ({source}) as FaceGate's {kind} folder: {exc.strerror or exc}. "
+                         f"Point ${env_var} at a folder you may write to.") from exc
     return path
 
 

@@ -32,7 +32,19 @@ class DatasetError(FaceGateError):
 
 
 class EnrollmentError(FaceGateError):
-    """An enrollment or registry operation was refused."""
+    """An enrollment was refused (a bad photo set, a duplicate identity, a cancelled import …)."""
+
+
+class RegistryError(FaceGateError):
+    """The registry refused an operation or its file cannot be used; the message says why."""
+
+
+class PermissionDenied(FaceGateError):
+    """An HR action was attempted without the right HR passphrase."""
+
+
+class WeakPassphrase(FaceGateError):
+    """A new HR passphrase was refused (too short, or the two entries differ)."""
 
 
 class CameraError(FaceGateError):

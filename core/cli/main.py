@@ -307,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(describe_os_error(exc), 2)
     except ValueError as exc:
         return _fail(f"{exc} (check the values given to the command; see '{_command(args)} --help')", 2)
-    except Exception as exc:  # noqa: BLE001 - a bug still ends in one line at the guard's desk
+    except Exception as exc:
         if args.verbose:
             traceback.print_exc()
         where = ("the traceback is above" if args.verbose

@@ -15,7 +15,7 @@ import threading
 import time
 from datetime import datetime
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.cli.common import (
     DATA_DIR_HELP,
@@ -26,9 +26,10 @@ from core.cli.common import (
     data_dir,
     policy_from_args,
 )
-from core.live.session import DEFAULT_SOURCE, CameraStats, LiveSession, ModelInfo, SessionCallbacks, SessionError
-from core.live.session import SessionSettings, StopReport
-from core.live.tracking import TrackDecision
+
+if TYPE_CHECKING:  # the session pulls in numpy and OpenCV: imported when the command runs, not for --help
+    from core.live.session import CameraStats, ModelInfo, SessionError, StopReport
+    from core.live.tracking import TrackDecision
 
 
 def _format_decision(decision: TrackDecision, names: dict[str, str]) -> str:
@@ -98,6 +99,7 @@ def _summary(report: StopReport, interrupted: bool, db_path: Any, as_json: bool)
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     """Run ``facegate monitor``."""
+    from core.live.session import DEFAULT_SOURCE, LiveSession, SessionCallbacks, SessionSettings
     from core.live.sources import redact_url
 
     lock = threading.Lock()
@@ -127,7 +129,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     settings = SessionSettings(
         sources=tuple(args.source or [DEFAULT_SOURCE]), data_dir=data_dir(args), policy=policy_from_args(args),
         min_face=args.min_face, max_frame_age_s=args.max_frame_age, open_timeout_s=args.open_timeout,
-        read_timeout_s=getattr(args, "read_timeout", None) or args.open_timeout)
+        read_timeout_s=args.read_timeout)
     callbacks = SessionCallbacks(on_progress=None if args.quiet else ProgressBar(), on_ready=on_ready,
                                  on_decision=on_decision, on_model=on_model, on_error=on_error)
     # Bad settings and camera specs (a missing file, an unknown scheme) fail here, before any model loads.
@@ -197,8 +199,10 @@ def register(sub: Any) -> None:
     p.add_argument("--max-frame-age", type=POSITIVE_SECONDS, default=1.0,
                    help="never decide on a frame older than this many seconds, more than 0 (default: 1)")
     p.add_argument("--open-timeout", type=POSITIVE_SECONDS, default=5.0,
-                   help="seconds to wait for a network camera to open or deliver a frame, more than 0 "
-                        "(default: 5)")
+                   help="seconds a network camera may take to open, more than 0 (default: 5)")
+    p.add_argument("--read-timeout", type=POSITIVE_SECONDS, default=5.0,
+                   help="seconds a network camera may take to deliver its next frame before FaceGate "
+                        "drops the connection and reconnects, more than 0 (default: 5)")
     p.add_argument("--status-every", type=POSITIVE_SECONDS, default=5.0,
                    help="seconds between status lines, more than 0 (default: 5)")
     p.add_argument("--json", action="store_true", help="print one JSON object per decision / status line")

@@ -11,40 +11,33 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from core.cli.common import (
+    COUNT,
+    DATA_DIR_HELP,
+    FloatArg,
+    check_output_file,
+    format_table,
+    models_dir,
+    open_registry,
+    progress_bar,
+    short_list,
+)
 from core.errors import FaceGateError
 
 RETENTION_SETTING = "retention.days"
 DEFAULT_RETENTION_DAYS = 90
 
 
-def _data_dir(args: argparse.Namespace) -> Path:
-    from core.registry import data_dir
-
-    if getattr(args, "data_dir", None):
-        path = Path(args.data_dir).expanduser()
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-    return data_dir()
-
-
-@contextmanager
-def _registry(args: argparse.Namespace) -> Iterator[Any]:
-    from core.registry import Registry
-
-    with Registry.open(_data_dir(args) / "facegate.db") as reg:
-        yield reg
-
-
-def _models_dir(args: argparse.Namespace) -> Path:
-    return _data_dir(args) / "models"
+# A retention period or a look-back of more than a century is a typo.
+MAX_DAYS = 36_500
+RETENTION_DAYS = FloatArg(minimum=0, maximum=MAX_DAYS)
 
 
 def _actor() -> str:
@@ -53,32 +46,39 @@ def _actor() -> str:
 
 def _hr(reg: Any, action: str) -> str:
     """Check the HR passphrase (setting it on first use); return the actor name for the audit."""
-    from core.registry.security import has_passphrase, passphrase_from_env_or_prompt, require_hr, set_passphrase
+    from core.registry.security import authorize_hr, passphrase_from_env_or_prompt
 
-    actor = _actor()
-    if not has_passphrase(reg):
+    def new_passphrase() -> str:
         print("No HR passphrase is set yet: this one becomes the HR passphrase.", file=sys.stderr)
-        set_passphrase(reg, passphrase_from_env_or_prompt("New HR passphrase: ", confirm=True), actor=actor)
-        return actor
-    require_hr(reg, passphrase_from_env_or_prompt(), action=action, actor=actor)
-    return actor
+        return passphrase_from_env_or_prompt("New HR passphrase: ", confirm=True)
+
+    return authorize_hr(reg, passphrase_from_env_or_prompt, action=action, actor=_actor(),
+                        new_passphrase_provider=new_passphrase)
 
 
-def _since(value: str | None) -> datetime | None:
-    """``--since``: an ISO date/time, or a number of days back (``7`` or ``7d``)."""
-    if not value:
-        return None
+def since(value: str) -> datetime:
+    """argparse ``type=`` of ``--since``: an ISO date/time, or a number of days back (``7`` or ``7d``)."""
     text = value.strip().lower().removesuffix("d")
     try:
-        return datetime.now(UTC) - timedelta(days=float(text))
+        days = float(text)
     except ValueError:
         pass
+    else:
+        if not (math.isfinite(days) and 0 <= days <= MAX_DAYS):
+            raise argparse.ArgumentTypeError(f"expected a number of days back from 0 to {MAX_DAYS:,}, "
+                                             f"got {value!r}")
+        return datetime.now(UTC) - timedelta(days=days)
     try:
-        when = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise FaceGateError(f"--since {value!r}: give a date like 2026-11-01, a time like "
-                            "2026-11-01T08:00, or a number of days like 7.") from exc
-    return when if when.tzinfo else when.astimezone()
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date like 2026-11-01, a time like 2026-11-01T08:00, or a "
+                                         f"number of days like 7, got {value!r}") from None
+    try:
+        when = when if when.tzinfo else when.astimezone()
+        when.astimezone(UTC)  # the registry compares in UTC: the year 1 or 9999 may not convert
+    except (OverflowError, ValueError):
+        raise argparse.ArgumentTypeError(f"the date {value!r} is out of range") from None
+    return when
 
 
 # -- people ------------------------------------------------------------------------------------------
@@ -86,7 +86,7 @@ def _since(value: str | None) -> datetime | None:
 
 def cmd_people_add(args: argparse.Namespace) -> int:
     """``facegate people add``."""
-    with _registry(args) as reg:
+    with open_registry(args) as reg:
         actor = _hr(reg, "add an operator")
         reg.add_operator(args.id, args.name, args.department or "", actor=actor)
     print(f"Added {args.id} ({args.name}). Enroll photos with: facegate enroll --id {args.id} PHOTO…")
@@ -95,21 +95,19 @@ def cmd_people_add(args: argparse.Namespace) -> int:
 
 def cmd_people_list(args: argparse.Namespace) -> int:
     """``facegate people list``."""
-    with _registry(args) as reg:
+    with open_registry(args) as reg:
         people = reg.list_operators(active_only=not args.all)
     if not people:
         print("Nobody is enrolled.")
         return 0
-    print(f"{'employee id':<14}{'name':<28}{'department':<18}{'photos':>7}{'active':>8}")
-    for op in people:
-        print(f"{op.employee_id:<14}{op.name[:27]:<28}{op.department[:17]:<18}{op.photos:>7}"
-              f"{'yes' if op.active else 'no':>8}")
+    rows = [(op.employee_id, op.name, op.department, op.photos, "yes" if op.active else "no") for op in people]
+    print("\n".join(format_table(("employee id", "name", "department", "photos", "active"), rows, right=(3,))))
     return 0
 
 
 def cmd_people_show(args: argparse.Namespace) -> int:
     """``facegate people show``."""
-    with _registry(args) as reg:
+    with open_registry(args) as reg:
         op = reg.get_operator(args.id)
         photos = reg.list_photos(op.id)
         events = [e for e in reg.events(limit=10_000) if e.operator_id == op.id][-10:]
@@ -128,7 +126,7 @@ def cmd_people_show(args: argparse.Namespace) -> int:
 
 def cmd_people_remove(args: argparse.Namespace) -> int:
     """``facegate people remove`` (right to erasure)."""
-    with _registry(args) as reg:
+    with open_registry(args) as reg:
         actor = _hr(reg, f"erase {args.id}")
         report = reg.remove_operator(args.id, actor=actor)
     print(f"Erased {report.employee_id}: {report.photos} photos and {report.embeddings} embeddings deleted, "
@@ -139,20 +137,15 @@ def cmd_people_remove(args: argparse.Namespace) -> int:
 # -- enrollment and training --------------------------------------------------------------------------
 
 
-def _progress(args: argparse.Namespace) -> Any:
-    if getattr(args, "quiet", False):
-        return None
-    from core.cli.main import ProgressBar
-
-    return ProgressBar()
-
-
 def cmd_enroll(args: argparse.Namespace) -> int:
     """``facegate enroll``."""
     from core.recognition.engine import FacePipeline
     from core.registry.enrollment import Enroller
 
-    with _registry(args) as reg:
+    if not any(Path(p).is_file() for p in args.photos):
+        raise FaceGateError(f"No photo to enroll: {short_list(args.photos)} — no such file (or not a file). "
+                            "Give the paths of photo files.")
+    with open_registry(args) as reg:
         actor = _hr(reg, f"enroll {args.id}")
         result = Enroller(reg, FacePipeline()).enroll_photos(
             args.id, args.name or args.id, args.department or "", [Path(p) for p in args.photos], actor=actor,
@@ -170,9 +163,11 @@ def cmd_import(args: argparse.Namespace) -> int:
     from core.registry.enrollment import Enroller
 
     root = Path(args.dataset)
-    with _registry(args) as reg:
+    if not root.is_dir():
+        raise FaceGateError(f"{root}: there is no such folder. Give a folder holding <employee id>/<photos>.")
+    with open_registry(args) as reg:
         actor = _hr(reg, f"import {root}")
-        results = Enroller(reg, FacePipeline()).import_dataset(root, actor=actor, progress=_progress(args),
+        results = Enroller(reg, FacePipeline()).import_dataset(root, actor=actor, progress=progress_bar(args),
                                                                confirm_duplicate=args.confirm_duplicate)
     accepted = rejected = 0
     for person, result in results.items():
@@ -189,9 +184,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from core.recognition.engine import FacePipeline
     from core.registry.training import retrain
 
-    with _registry(args) as reg:
+    with open_registry(args) as reg:
         actor = _hr(reg, "train a new model")
-        version = retrain(reg, FacePipeline(), _models_dir(args), actor=actor, progress=_progress(args),
+        version = retrain(reg, FacePipeline(), models_dir(args), actor=actor, progress=progress_bar(args),
                           deep=args.deep)
     state = "active" if version.active else f"NOT activated ({version.status}: {version.notes})"
     print(f"Model version {version.id} trained: {state}.")
@@ -200,20 +195,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_models_list(args: argparse.Namespace) -> int:
     """``facegate models list``."""
-    with _registry(args) as reg:
+    with open_registry(args) as reg:
         models = reg.list_models()
     if not models:
         print("No model has been trained yet: run 'facegate train'.")
-    for m in models:
-        people = m.metrics.get("people", m.metrics.get("n_classes", "?"))
-        print(f"{'*' if m.active else ' '} {m.id:>4}  {m.created:%Y-%m-%d %H:%M}  {m.status:<12} people {people}  "
-              f"{m.notes}")
+        return 0
+    rows = [("*" if m.active else "", m.id, f"{m.created:%Y-%m-%d %H:%M}", m.status,
+             m.metrics.get("people", m.metrics.get("n_classes", "?")), m.notes) for m in models]
+    print("\n".join(format_table(("", "version", "created", "status", "people", "notes"), rows, right=(1, 4))))
     return 0
 
 
 def cmd_models_activate(args: argparse.Namespace) -> int:
     """``facegate models activate``."""
-    with _registry(args) as reg:
+    with open_registry(args) as reg:
         actor = _hr(reg, f"activate model {args.version}")
         reg.activate_model(args.version, actor=actor)
     print(f"Model version {args.version} is active.")
@@ -222,11 +217,11 @@ def cmd_models_activate(args: argparse.Namespace) -> int:
 
 def cmd_models_rollback(args: argparse.Namespace) -> int:
     """``facegate models rollback``."""
-    with _registry(args) as reg:
+    with open_registry(args) as reg:
         from core.registry.training import rollback
 
         actor = _hr(reg, "roll back the model")
-        version = rollback(reg, actor, _models_dir(args))
+        version = rollback(reg, actor, models_dir(args))
     print(f"Rolled back: model version {version.id} is active again.")
     return 0
 
@@ -236,44 +231,60 @@ def cmd_models_rollback(args: argparse.Namespace) -> int:
 
 def cmd_events(args: argparse.Namespace) -> int:
     """``facegate events``."""
-    with _registry(args) as reg:
-        events = reg.events(since=_since(args.since), limit=args.limit)
+    if args.csv:
+        check_output_file(Path(args.csv), create_folder=False)
+    with open_registry(args) as reg:
+        events = reg.events(since=args.since, limit=args.limit)
+    rows: list[dict[str, Any]]
     rows = [{"id": e.id, "time": e.time.isoformat(), "camera": e.camera, "decision": e.decision,
              "employee_id": e.employee_id or "", "name": e.name or "",
              "distance": "" if e.distance is None else f"{e.distance:.4f}", "model_version": e.model_version,
              "erased": int(e.erased)} for e in events]
     if args.csv:
-        tmp = Path(args.csv).with_suffix(".csv.tmp")
+        _write_csv(Path(args.csv), rows)
+        print(f"Wrote {len(rows)} events to {args.csv}")
+        return 0
+    if not rows:
+        print("No events.")
+        return 0
+    table = [(r["id"], r["time"][:19], r["camera"], r["decision"],
+              r["employee_id"] or ("<erased>" if r["erased"] else "-"), r["distance"]) for r in rows]
+    print("\n".join(format_table(("id", "time", "camera", "decision", "employee id", "distance"), table,
+                                 right=(0,))))
+    return 0
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write through a temp file and a rename: a failed write leaves the previous file whole."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
         with open(tmp, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["id"])
             writer.writeheader()
             writer.writerows(rows)
-        tmp.replace(args.csv)
-        print(f"Wrote {len(rows)} events to {args.csv}")
-        return 0
-    for r in rows:
-        who = r["employee_id"] or ("<erased>" if r["erased"] else "-")
-        print(f"{r['id']:>6} {r['time'][:19]} {r['camera']:<12} {r['decision']:<14} {who:<12} {r['distance']}")
-    if not rows:
-        print("No events.")
-    return 0
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise FaceGateError(f"Cannot write {path}: {exc.strerror or exc}. Choose a file in a folder you may "
+                            "write to.") from exc
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """``facegate audit``."""
-    with _registry(args) as reg:
-        entries = reg.audit_log(since=_since(args.since), limit=args.limit)
-    for a in entries:
-        new = "" if a.new is None else json.dumps(a.new, default=str)[:80]
-        print(f"{a.id:>6} {a.time:%Y-%m-%d %H:%M:%S} {a.actor:<14} {a.action:<18} {a.object:<24} {new}")
+    with open_registry(args) as reg:
+        entries = reg.audit_log(since=args.since, limit=args.limit)
     if not entries:
         print("The audit log is empty.")
+        return 0
+    rows = [(a.id, f"{a.time:%Y-%m-%d %H:%M:%S}", a.actor, a.action, a.object,
+             "" if a.new is None else json.dumps(a.new, default=str)[:80]) for a in entries]
+    print("\n".join(format_table(("id", "time", "actor", "action", "object", "new value"), rows, right=(0,))))
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """``facegate verify``."""
-    with _registry(args) as reg:
+    with open_registry(args) as reg:
         problems = reg.verify()
         heads = reg.chain_heads()
     for problem in problems:
@@ -287,7 +298,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_backup(args: argparse.Namespace) -> int:
     """``facegate backup``."""
-    with _registry(args) as reg:
+    check_output_file(Path(args.file), create_folder=True)
+    with open_registry(args) as reg:
         path = reg.backup(Path(args.file), overwrite=args.overwrite)
     print(f"Backed up to {path} (integrity check passed).")
     return 0
@@ -295,7 +307,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     """``facegate restore``."""
-    with _registry(args) as reg:
+    if not Path(args.file).is_file():
+        raise FaceGateError(f"There is no backup file {args.file}. Give a file written by 'facegate backup'.")
+    with open_registry(args) as reg:
         _hr(reg, f"restore from {args.file}")
         kept = reg.restore(Path(args.file))
     print(f"Restored from {args.file}. The previous content is kept in {kept}.")
@@ -304,7 +318,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_purge(args: argparse.Namespace) -> int:
     """``facegate purge``."""
-    with _registry(args) as reg:
+    with open_registry(args) as reg:
         actor = _hr(reg, "purge old events")
         if args.days is not None:
             reg.set_setting(RETENTION_SETTING, args.days, actor=actor)
@@ -318,7 +332,7 @@ def cmd_passphrase(args: argparse.Namespace) -> int:
     """``facegate passphrase``: set the HR passphrase, or change it."""
     from core.registry.security import has_passphrase, passphrase_from_env_or_prompt, set_passphrase
 
-    with _registry(args) as reg:
+    with open_registry(args) as reg:
         old = passphrase_from_env_or_prompt("Current HR passphrase: ") if has_passphrase(reg) else None
         new = passphrase_from_env_or_prompt("New HR passphrase: ", confirm=True, env_var="FACEGATE_NEW_HR_PASSPHRASE")
         set_passphrase(reg, new, old, actor=_actor())
@@ -328,26 +342,26 @@ def cmd_passphrase(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add the registry commands to the ``facegate`` sub-parser."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", help="registry folder (default: $FACEGATE_DATA_DIR or the user data dir)")
+    shared = argparse.ArgumentParser(add_help=False)
+    shared.add_argument("--data-dir", help=DATA_DIR_HELP)
 
     people = sub.add_parser("people", help="enrolled operators").add_subparsers(dest="people_cmd", required=True)
-    p = people.add_parser("add", parents=[common], help="add an operator (HR)")
+    p = people.add_parser("add", parents=[shared], help="add an operator (HR)")
     p.add_argument("--id", required=True, help="employee id")
     p.add_argument("--name", required=True, help="full name")
     p.add_argument("--department", help="department")
     p.set_defaults(func=cmd_people_add)
-    p = people.add_parser("list", parents=[common], help="list operators")
+    p = people.add_parser("list", parents=[shared], help="list operators")
     p.add_argument("--all", action="store_true", help="include inactive operators")
     p.set_defaults(func=cmd_people_list)
-    p = people.add_parser("show", parents=[common], help="one operator, their photos and last events")
+    p = people.add_parser("show", parents=[shared], help="one operator, their photos and last events")
     p.add_argument("id", help="employee id")
     p.set_defaults(func=cmd_people_show)
-    p = people.add_parser("remove", parents=[common], help="erase an operator and their biometric data (HR)")
+    p = people.add_parser("remove", parents=[shared], help="erase an operator and their biometric data (HR)")
     p.add_argument("id", help="employee id")
     p.set_defaults(func=cmd_people_remove)
 
-    p = sub.add_parser("enroll", parents=[common], help="enroll photos of an operator (HR)")
+    p = sub.add_parser("enroll", parents=[shared], help="enroll photos of an operator (HR)")
     p.add_argument("--id", required=True, help="employee id")
     p.add_argument("--name", help="full name (needed for a new operator)")
     p.add_argument("--department", help="department")
@@ -356,49 +370,51 @@ def register(sub: Any) -> None:
     p.add_argument("photos", nargs="+", help="photo files")
     p.set_defaults(func=cmd_enroll)
 
-    p = sub.add_parser("import", parents=[common], help="enroll a folder-per-person dataset (HR)")
+    p = sub.add_parser("import", parents=[shared], help="enroll a folder-per-person dataset (HR)")
     p.add_argument("dataset", help="folder holding <employee id>/<photos>")
     p.add_argument("--confirm-duplicate", action="store_true", help="do not refuse look-alikes")
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("train", parents=[common], help="retrain the three models from the registry (HR)")
+    p = sub.add_parser("train", parents=[shared], help="retrain the three models from the registry (HR)")
     p.add_argument("--deep", action="store_true", help="use the Deep Super Learner")
     p.set_defaults(func=cmd_train)
 
     models = sub.add_parser("models", help="model versions").add_subparsers(dest="models_cmd", required=True)
-    models.add_parser("list", parents=[common], help="list model versions").set_defaults(func=cmd_models_list)
-    p = models.add_parser("activate", parents=[common], help="make a model version live (HR)")
-    p.add_argument("version", type=int, help="model version id")
+    models.add_parser("list", parents=[shared], help="list model versions").set_defaults(func=cmd_models_list)
+    p = models.add_parser("activate", parents=[shared], help="make a model version live (HR)")
+    p.add_argument("version", type=COUNT, help="model version id")
     p.set_defaults(func=cmd_models_activate)
-    models.add_parser("rollback", parents=[common], help="go back to the previous version (HR)").set_defaults(
+    models.add_parser("rollback", parents=[shared], help="go back to the previous version (HR)").set_defaults(
         func=cmd_models_rollback)
 
-    p = sub.add_parser("events", parents=[common], help="recognition events")
-    p.add_argument("--since", help="ISO date/time or a number of days back")
-    p.add_argument("--limit", type=int, help="at most this many (the newest)")
-    p.add_argument("--csv", help="write them to this CSV file")
+    p = sub.add_parser("events", parents=[shared], help="recognition events")
+    p.add_argument("--since", type=since, help="ISO date/time or a number of days back")
+    p.add_argument("--limit", type=COUNT, help="at most this many (the newest)")
+    p.add_argument("--csv", help="write them to this CSV file (in an existing folder)")
     p.set_defaults(func=cmd_events)
 
-    p = sub.add_parser("audit", parents=[common], help="the audit log")
-    p.add_argument("--since", help="ISO date/time or a number of days back")
-    p.add_argument("--limit", type=int, help="at most this many (the newest)")
+    p = sub.add_parser("audit", parents=[shared], help="the audit log")
+    p.add_argument("--since", type=since, help="ISO date/time or a number of days back")
+    p.add_argument("--limit", type=COUNT, help="at most this many (the newest)")
     p.set_defaults(func=cmd_audit)
 
-    sub.add_parser("verify", parents=[common], help="check the event and audit chains and the database").set_defaults(
+    sub.add_parser("verify", parents=[shared], help="check the event and audit chains and the database").set_defaults(
         func=cmd_verify)
 
-    p = sub.add_parser("backup", parents=[common], help="back up the registry (SQLite backup API)")
+    p = sub.add_parser("backup", parents=[shared], help="back up the registry (SQLite backup API)")
     p.add_argument("file", help="backup file to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing backup file")
     p.set_defaults(func=cmd_backup)
 
-    p = sub.add_parser("restore", parents=[common], help="restore the registry from a backup (HR)")
+    p = sub.add_parser("restore", parents=[shared], help="restore the registry from a backup (HR)")
     p.add_argument("file", help="backup file")
     p.set_defaults(func=cmd_restore)
 
-    p = sub.add_parser("purge", parents=[common], help="delete events older than the retention period (HR)")
-    p.add_argument("--days", type=float, help=f"set the retention period (default {DEFAULT_RETENTION_DAYS} days)")
+    p = sub.add_parser("purge", parents=[shared], help="delete events older than the retention period (HR)")
+    p.add_argument("--days", type=RETENTION_DAYS,
+                   help=f"set the retention period, 0 to {MAX_DAYS:,} days "
+                        f"(default {DEFAULT_RETENTION_DAYS} days)")
     p.set_defaults(func=cmd_purge)
 
-    sub.add_parser("passphrase", parents=[common], help="set or change the HR passphrase").set_defaults(
+    sub.add_parser("passphrase", parents=[shared], help="set or change the HR passphrase").set_defaults(
         func=cmd_passphrase)

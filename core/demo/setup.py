@@ -14,8 +14,8 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from core.recognition.engine import FacePipeline
 from core.errors import ModelError
+from core.recognition.engine import FacePipeline
 from core.registry import Registry
 
 log = logging.getLogger(__name__)

@@ -36,7 +36,6 @@ from typing import Any
 
 import numpy as np
 
-from core.recognition.engine import FacePipeline, Policy, RecognitionModel
 from core.errors import FaceGateError, ModelError
 from core.live.sources import FrameSource, SourceState, SourceStatus
 from core.live.tracking import (
@@ -50,6 +49,7 @@ from core.live.tracking import (
     is_strong,
     observation_weight,
 )
+from core.recognition.engine import FacePipeline, Policy, RecognitionModel
 from core.types import UNKNOWN, Decision, FaceResult
 
 log = logging.getLogger(__name__)

@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from core.vision.align import ALIGNED_SIZE, align_face
 from core.errors import FaceError, ModelError
 from core.recognition.legacy import install_legacy_names
 from core.recognition.openset import Calibration, Gallery, calibrate, gate
 from core.types import UNKNOWN, Decision, Detection, FaceResult, ModelVote
+from core.vision.align import ALIGNED_SIZE, align_face
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,11 @@ class Policy:
             raise ModelError(f"Unknown decision policy {self.decider!r}; choose one of {', '.join(POLICIES)}.")
         if not 0.0 <= self.min_probability <= 1.0:
             raise ModelError("The minimum probability must lie between 0 and 1.")
+        if not 0.0 <= self.min_margin <= 2.0:
+            raise ModelError("The minimum margin must lie between 0 and 2 (distances between faces lie in 0-2).")
+        if self.threshold is not None and not 0.0 < self.threshold <= 2.0:
+            raise ModelError("The distance threshold must be above 0 and at most 2 (distances between faces "
+                             "lie in 0-2).")
 
 
 @dataclass

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import DatasetError
 from core.recognition.dataset import EmbeddedSet, check_layout, embed_folder, write_json
 from core.recognition.engine import MODEL_NAMES, FacePipeline, Policy, RecognitionModel, train_model
-from core.errors import DatasetError
 from core.types import UNKNOWN
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ transaction**: either every accepted photo of the call is enrolled, or none is.
 Who may enroll
 --------------
 Enrolling is an HR action.  The :class:`Enroller` does not ask for the HR passphrase: the caller (CLI,
-GUI) checks it with :func:`core.registry.security.require_hr` *before* calling, and passes the HR actor's name
+GUI) checks it with :func:`core.registry.security.authorize_hr` *before* calling, and passes the HR actor's name
 as ``actor``; every change is audited by the registry under that name.
 
 One person, one identity
@@ -41,12 +41,12 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from core.recognition.dataset import iter_photos
 from core.errors import EnrollmentError, ImageError
-from core.vision.imageio import decode_image, to_rgb8
+from core.recognition.dataset import iter_photos
 from core.recognition.openset import Gallery
-from core.vision.quality import QualityReport, QualityThresholds, check_quality
 from core.registry import Registry, RegistryError
+from core.vision.imageio import decode_image, to_rgb8
+from core.vision.quality import QualityReport, QualityThresholds, check_quality
 
 if TYPE_CHECKING:
     from core.recognition.engine import FacePipeline
@@ -325,7 +325,7 @@ class Enroller:
     ) -> EnrollResult:
         """Enroll photos of one operator, creating the operator if the employee id is new.
 
-        The caller must have checked the HR passphrase (:func:`core.registry.security.require_hr`).
+        The caller must have checked the HR passphrase (:func:`core.registry.security.authorize_hr`).
 
         Parameters
         ----------

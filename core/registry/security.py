@@ -6,11 +6,12 @@ setting, with its random salt and cost parameters, so they can be raised later w
 hashes.  It is set on first use; changing it needs the current one.  Setting and changing it is
 audited (without the hash); so is every refused attempt.
 
-Typical use in a command that changes something::
+Typical use in a command that changes something (the CLI passes terminal prompts, a GUI passes
+dialogs)::
 
-    passphrase = passphrase_from_env_or_prompt()
-    require_hr(registry, passphrase, action="remove operator E1001")
-    registry.remove_operator("E1001", actor="hr")
+    actor = authorize_hr(registry, passphrase_from_env_or_prompt, action="remove operator E1001",
+                         actor="hr:alice", new_passphrase_provider=ask_new_passphrase)
+    registry.remove_operator("E1001", actor=actor)
 
 For scripts and automation the passphrase comes from ``FACEGATE_HR_PASSPHRASE``; otherwise it is
 asked on the terminal, and with no terminal to ask the command fails at once instead of waiting.
@@ -27,9 +28,10 @@ import os
 import secrets
 import sys
 import unicodedata
+from collections.abc import Callable
 from typing import Any
 
-from core.errors import EnrollmentError
+from core.errors import PermissionDenied, WeakPassphrase
 from core.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -49,12 +51,24 @@ SCRYPT_DKLEN = 32
 _MAX_N, _MAX_R, _MAX_P = 2**20, 32, 16
 
 
-class PermissionDenied(EnrollmentError):
-    """An HR action was attempted without the right HR passphrase."""
+PassphraseProvider = Callable[[], str]
+"""Asks for a passphrase when called (a terminal prompt, a GUI dialog); raises to cancel."""
 
-
-class WeakPassphrase(EnrollmentError):
-    """A new HR passphrase was refused (too short, or the two entries differ)."""
+__all__ = [
+    "MIN_LENGTH",
+    "PASSPHRASE_ENV",
+    "PASSPHRASE_SETTING",
+    "PassphraseProvider",
+    "PermissionDenied",
+    "WeakPassphrase",
+    "authorize_hr",
+    "check_passphrase",
+    "has_passphrase",
+    "hash_passphrase",
+    "passphrase_from_env_or_prompt",
+    "require_hr",
+    "set_passphrase",
+]
 
 
 def _normalise(passphrase: str) -> bytes:
@@ -152,6 +166,52 @@ def require_hr(registry: Registry, passphrase: str | None, *, action: str = "thi
         registry.audit(actor, "hr_denied", action, None, None)
         raise PermissionDenied(f"This action needs the HR passphrase ({action}); the passphrase given "
                                "is wrong.")
+
+
+def authorize_hr(registry: Registry, passphrase_provider: PassphraseProvider, *, action: str, actor: str,
+                 new_passphrase_provider: PassphraseProvider | None = None) -> str:
+    """Authorise one HR action: check the HR passphrase, or set it if this is its first use.
+
+    The one place the CLI and the GUI decide whether an HR action may go ahead.  Call it before
+    opening a :meth:`~core.registry.Registry.transaction`, so that the audit row of a refusal is not
+    rolled back with the refused action.
+
+    Parameters
+    ----------
+    registry
+        The open registry.
+    passphrase_provider
+        Called (only when a passphrase is set) to ask for the HR passphrase, e.g.
+        :func:`passphrase_from_env_or_prompt` or a dialog.
+    action
+        What is being authorised, in words (``"erase E1001"``); recorded with a refusal.
+    actor
+        Who asks (``"hr:alice"``); recorded in the audit trail, and returned.
+    new_passphrase_provider
+        Called instead when no HR passphrase has been set yet: what it returns becomes the HR
+        passphrase (it should ask twice).  Without it, a first use is refused.
+
+    Returns
+    -------
+    str
+        ``actor``, to pass on as the ``actor`` of the authorised change.
+
+    Raises
+    ------
+    PermissionDenied
+        If the passphrase is wrong or missing (audited as ``hr_denied`` with ``action``), if none is
+        set and there is no ``new_passphrase_provider``, or if another HR user set one first
+        (audited too).  Also whatever the providers raise to cancel.
+    WeakPassphrase
+        If the new passphrase is too short (nothing is set).
+    """
+    if has_passphrase(registry):
+        require_hr(registry, passphrase_provider(), action=action, actor=actor)
+    elif new_passphrase_provider is not None:
+        set_passphrase(registry, new_passphrase_provider(), actor=actor)
+    else:
+        require_hr(registry, None, action=action, actor=actor)  # refuses: none has been set yet
+    return actor
 
 
 def passphrase_from_env_or_prompt(prompt: str = "HR passphrase: ", *, confirm: bool = False,

@@ -51,7 +51,7 @@ out).  :meth:`RecognitionModel.decide` then accepts a new person on the distance
 Who may retrain
 ---------------
 Retraining activates a model, an HR action: the caller checks the HR passphrase
-(:func:`core.registry.security.require_hr`) first and passes the actor's name for the audit trail.
+(:func:`core.registry.security.authorize_hr`) first and passes the actor's name for the audit trail.
 """
 
 from __future__ import annotations
@@ -70,9 +70,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from core.errors import ModelError
 from core.recognition.classifiers import STACKER_MODEL_NAMES, TrainingCancelled, TrainingDataError
 from core.recognition.engine import RecognitionModel, train_model
-from core.errors import ModelError
 from core.recognition.openset import Gallery
 from core.registry import ModelVersion, Registry
 

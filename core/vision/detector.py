@@ -55,8 +55,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from core.errors import ImageError, ModelError
-from core.vision.imageio import downscale_to
 from core.types import LANDMARK_NAMES, Detection
+from core.vision.imageio import downscale_to
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ Both run in daemon threads and are usable as context managers.
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Self

@@ -24,6 +24,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.naive_bayes import GaussianNB
 from sklearn.svm import LinearSVC
 
+from core.errors import ModelError
 from core.recognition import classifiers
 from core.recognition.classifiers import (
     BASE_LEARNER_NAMES,
@@ -38,7 +39,6 @@ from core.recognition.classifiers import (
     shared_fits,
     stacker_cv_scores,
 )
-from core.errors import ModelError
 
 pytestmark = pytest.mark.filterwarnings("error")
 

@@ -3,6 +3,7 @@ events, audit, verify, backup/restore, purge."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 
@@ -54,7 +55,7 @@ def test_events_verify_backup_restore_purge(data, capsys, tmp_path):
     assert run(capsys, "people", "add", "--id", "E1", "--name", "Ada")[0] == 0
     with Registry.open(data / "facegate.db") as reg:
         for i in range(5):
-            reg.record_event("gate-1", "granted" if i % 2 else "unknown", "E1" if i % 2 else None,
+            reg.record_event("gate-1", "recognised" if i % 2 else "unknown", "E1" if i % 2 else None,
                              {"svc": {"E1": 0.9}}, 0.4, None, "v1", reason="test")
     code, out, _ = run(capsys, "events", "--since", "1")
     assert code == 0 and out.count("gate-1") == 5
@@ -77,8 +78,8 @@ def test_events_verify_backup_restore_purge(data, capsys, tmp_path):
     assert run(capsys, "verify")[0] == 0
     # Tampering with an event row is caught.
     with Registry.open(data / "facegate.db") as reg:
-        reg.record_event("gate-2", "granted", "E1", {}, 0.3, None, "v1")
-        reg.record_event("gate-2", "granted", "E1", {}, 0.3, None, "v1")
+        reg.record_event("gate-2", "recognised", "E1", {}, 0.3, None, "v1")
+        reg.record_event("gate-2", "recognised", "E1", {}, 0.3, None, "v1")
     con = sqlite3.connect(data / "facegate.db")
     with con:
         con.execute("DROP TRIGGER IF EXISTS events_no_update")
@@ -106,7 +107,7 @@ def test_import_train_and_model_versions(data, capsys, seed, tmp_path):
     code, out, err = run(capsys, "models", "rollback")
     assert code == 0 and "active again" in out, err
     # A new photo of an enrolled person is recognised by the trained model.
-    photo = sorted((seed.dataset / "val" / "madonna").iterdir())[0]
+    photo = min((seed.dataset / "val" / "madonna").iterdir())
     code, out, err = run(capsys, "recognize", "--registry", "--json", str(photo))
     assert code == 0 and '"decision": "madonna"' in out, err
     code, out, err = run(capsys, "enroll", "--id", "madonna", str(photo))
@@ -115,12 +116,41 @@ def test_import_train_and_model_versions(data, capsys, seed, tmp_path):
     new = sorted((seed.dataset / "train" / "mindy_kaling").iterdir())
     code, out, err = run(capsys, "enroll", "--id", "E77", "--name", "Mindy", *map(str, new[:8]))
     assert code == 0, err
-    probe = sorted((seed.dataset / "val" / "mindy_kaling").iterdir())[0]
+    probe = min((seed.dataset / "val" / "mindy_kaling").iterdir())
     code, out, err = run(capsys, "recognize", "--registry", "--json", str(probe))
     assert code == 0 and '"decision": "E77"' in out and "gallery only" in out, err
 
 
 def test_recognize_registry_without_model_is_a_clear_error(data, capsys, seed):
-    photo = sorted((seed.dataset / "val" / "madonna").iterdir())[0]
+    photo = min((seed.dataset / "val" / "madonna").iterdir())
     code, _, err = run(capsys, "recognize", "--registry", str(photo))
     assert code == 2 and "no active model" in err
+
+
+def _columns_line_up(lines: list[str]) -> bool:
+    """Every column starts where its header does, two spaces after the one before."""
+    starts = [m.start() for m in re.finditer(r"(?<=  )\S", lines[0])]
+    return all(line[s - 2:s] == "  " for line in lines[1:] for s in starts if s < len(line))
+
+
+def test_tables_size_their_columns_to_their_content(data, capsys):
+    """A long id, name or camera never runs into the next column (it did: `Angelina_JolieAngelina_Jolie`)."""
+    from core.registry import Registry
+
+    code, _, err = run(capsys, "people", "add", "--id", "Angelina_Jolie", "--name", "Angelina_Jolie",
+                       "--department", "Facilities and Maintenance")
+    assert code == 0, err
+    assert run(capsys, "people", "add", "--id", "E1", "--name", "Ada")[0] == 0
+    code, out, _ = run(capsys, "people", "list")
+    lines = out.splitlines()
+    assert code == 0 and "Angelina_Jolie  Angelina_Jolie  Facilities and Maintenance" in lines[1]
+    assert _columns_line_up(lines)
+    with Registry.open(data / "facegate.db") as reg:
+        reg.record_event("north-gate-loading-dock", "recognised", "Angelina_Jolie", {}, 0.4, None, "v1")
+        reg.record_event("gate-1", "unknown", None, {}, 1.3, None, "v1")
+    code, out, _ = run(capsys, "events")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 3 and "north-gate-loading-dock  recognised" in out
+    assert _columns_line_up(lines)
+    code, out, _ = run(capsys, "audit")
+    assert code == 0 and _columns_line_up(out.splitlines())

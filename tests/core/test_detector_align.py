@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.errors import ImageError
+from core.types import Detection, iou
 from core.vision.align import canonical_landmarks, similarity_transform
 from core.vision.detector import MtcnnDetector, PackageMtcnnDetector, nms_keep, pyramid_scales
-from core.errors import ImageError
 from core.vision.imageio import read_image
-from core.types import Detection, iou
 from tests.conftest import compose, face_crop
 
 
@@ -213,7 +213,7 @@ def test_detectors_can_be_shared_between_threads(seed, three_faces):
             for _ in range(3):
                 assert det.detect(images[i]) == serial[i]
             results[i] = det.detect(images[i])
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(len(images))]

@@ -7,11 +7,11 @@ import copy
 import numpy as np
 import pytest
 
-from core.recognition.engine import MODEL_NAMES, Policy, RecognitionModel, Recognizer
 from core.errors import FaceError, ModelError
-from core.vision.imageio import read_image
+from core.recognition.engine import MODEL_NAMES, Policy, RecognitionModel, Recognizer
 from core.recognition.openset import Gallery
 from core.types import UNKNOWN
+from core.vision.imageio import read_image
 from tests.conftest import compose, face_crop
 
 

@@ -9,15 +9,15 @@ import cv2
 import numpy as np
 import pytest
 
+from core.errors import EnrollmentError
+from core.registry import Registry, RegistryError
 from core.registry.enrollment import (
     DEFAULT_DUPLICATE_THRESHOLD,
     DuplicateIdentity,
     Enroller,
     EnrollmentCancelled,
 )
-from core.errors import EnrollmentError
 from core.vision.imageio import decode_image, read_image
-from core.registry import Registry, RegistryError
 from tests.conftest import compose, face_crop
 
 HR = "hr:test"

@@ -189,8 +189,8 @@ def test_no_decision_on_old_frames(short_scene, trained_model, pipeline):
 
 
 def test_event_writer_keeps_an_event_whose_operator_was_erased(registry_path, trained_model):
-    from core.registry import Registry
     from core.live.tracking import Observation, Tracker, TrackerOptions
+    from core.registry import Registry
     from tests.core.test_tracking import result
 
     tracker = Tracker("gate1", TrackerOptions(votes_needed=1))

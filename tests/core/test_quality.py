@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
+from core.types import Detection
 from core.vision.imageio import read_image
 from core.vision.quality import CHECK_NAMES, QualityThresholds, check_face, check_quality, pose
-from core.types import Detection
 from tests.conftest import compose, face_crop
 
 

@@ -295,7 +295,7 @@ def test_looping_file_and_folder_start_again(tmp_path):
         src = open_source(str(spec), options=SourceOptions(fps=200, loop=True))
         src.start()
         target = 3 * n
-        until(lambda: src.status().frames > target, what=f"{spec.name} to loop")  # noqa: B023 - used at once
+        until(lambda: src.status().frames > target, what=f"{spec.name} to loop")
         assert src.status().state is S.LIVE and src.status().reconnects == 0
         src.stop()
 

@@ -19,12 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.errors import ModelError
 from core.recognition.classifiers import TrainingCancelled, TrainingDataError
 from core.recognition.engine import Recognizer
-from core.registry.enrollment import Enroller
-from core.errors import ModelError
-from core.vision.imageio import read_image
 from core.registry import ModelVersion, Registry, RegistryError
+from core.registry.enrollment import Enroller
 from core.registry.training import (
     EmbedderInfo,
     current_gallery_model,
@@ -33,6 +32,7 @@ from core.registry.training import (
     rollback,
     sweep_models_dir,
 )
+from core.vision.imageio import read_image
 
 HR = "hr:test"
 PEOPLE = {"E-BA": "ben_afflek", "E-JS": "jerry_seinfeld", "E-MK": "mindy_kaling"}

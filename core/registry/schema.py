@@ -1,0 +1,149 @@
+"""The registry's schema: its tables, indexes and append-only triggers, as migrations.
+
+Schema changes
+--------------
+Tables, indexes and triggers are created by the migrations in :data:`MIGRATIONS` (sqlite-utils
+``Migrations("facegate")``), applied on open under the write lock.  Never edit an applied migration:
+add a new ``@MIGRATIONS(name="0002_…")`` function.  :attr:`Registry.schema_version` counts the
+applied ones; a file with migrations this code does not know is refused as "newer".
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+MIGRATIONS = Migrations("facegate")
+
+
+@MIGRATIONS(name="0001_initial")
+def _m0001_initial(db: Database) -> None:
+    for sql in _SCHEMA_0001:
+        db.execute(sql)
+
+
+_SCHEMA_0001 = (
+    """CREATE TABLE operators (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        employee_id TEXT NOT NULL UNIQUE CHECK (length(trim(employee_id)) > 0),
+        name TEXT NOT NULL,
+        department TEXT NOT NULL DEFAULT '',
+        active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+        created TEXT NOT NULL
+    )""",
+    """CREATE TABLE photos (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        operator_id INTEGER NOT NULL REFERENCES operators(id) ON DELETE CASCADE,
+        sha256 TEXT NOT NULL,
+        image BLOB NOT NULL,
+        source TEXT NOT NULL,
+        captured_at TEXT,
+        quality TEXT NOT NULL DEFAULT '{}',
+        created TEXT NOT NULL,
+        UNIQUE (operator_id, sha256)
+    )""",
+    "CREATE INDEX photos_sha256 ON photos(sha256)",
+    """CREATE TABLE embeddings (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        operator_id INTEGER NOT NULL REFERENCES operators(id) ON DELETE CASCADE,
+        vector BLOB NOT NULL,
+        dim INTEGER NOT NULL CHECK (dim > 0 AND length(vector) = 4 * dim),
+        embedder TEXT NOT NULL,
+        embedder_version TEXT NOT NULL,
+        created TEXT NOT NULL,
+        UNIQUE (photo_id, embedder, embedder_version)
+    )""",
+    "CREATE INDEX embeddings_operator ON embeddings(operator_id)",
+    "CREATE INDEX embeddings_version ON embeddings(embedder_version, embedder)",
+    """CREATE TABLE model_versions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created TEXT NOT NULL,
+        path TEXT NOT NULL,
+        embedder TEXT NOT NULL,
+        embedder_version TEXT NOT NULL,
+        metrics TEXT NOT NULL DEFAULT '{}',
+        active INTEGER NOT NULL DEFAULT 0 CHECK (active IN (0, 1)),
+        status TEXT NOT NULL
+            CHECK (status IN ('candidate', 'active', 'retired', 'rolled_back', 'rejected')),
+        activated_at TEXT,
+        activation_seq INTEGER,
+        notes TEXT NOT NULL DEFAULT ''
+    )""",
+    # At most one active model, enforced by the database itself.
+    "CREATE UNIQUE INDEX model_versions_one_active ON model_versions(active) WHERE active = 1",
+    """CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time TEXT NOT NULL,
+        camera TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        distance REAL,
+        model_version TEXT NOT NULL,
+        operator_id INTEGER REFERENCES operators(id) ON DELETE SET NULL,
+        probabilities TEXT,
+        reason TEXT,
+        thumbnail BLOB,
+        salt BLOB,
+        personal_digest TEXT NOT NULL,
+        redacted INTEGER NOT NULL DEFAULT 0 CHECK (redacted IN (0, 1)),
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    )""",
+    "CREATE INDEX events_time ON events(time)",
+    "CREATE INDEX events_operator ON events(operator_id)",
+    """CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        object TEXT NOT NULL,
+        old TEXT,
+        new TEXT,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    )""",
+    "CREATE INDEX audit_action ON audit(action, object)",
+    """CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated TEXT NOT NULL
+    )""",
+    # Append-only guards.  They stop accidents and casual edits; verify() catches the rest.
+    """CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+       BEGIN SELECT RAISE(ABORT, 'FaceGate audit rows are append-only'); END""",
+    """CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+       BEGIN SELECT RAISE(ABORT, 'FaceGate audit rows are append-only'); END""",
+    """CREATE TRIGGER events_public_fixed
+       BEFORE UPDATE OF id, time, camera, decision, distance, model_version, personal_digest,
+                        prev_hash, hash ON events
+       BEGIN SELECT RAISE(ABORT, 'FaceGate events are append-only'); END""",
+    """CREATE TRIGGER events_redact_only
+       BEFORE UPDATE OF operator_id, probabilities, reason, thumbnail, salt, redacted ON events
+       WHEN NOT (NEW.redacted = 1 AND NEW.operator_id IS NULL AND NEW.probabilities IS NULL
+                 AND NEW.reason IS NULL AND NEW.thumbnail IS NULL AND NEW.salt IS NULL)
+       BEGIN SELECT RAISE(ABORT,
+           'FaceGate events can only be redacted as a whole; erase operators with remove_operator');
+       END""",
+    """CREATE TRIGGER events_delete_purged_only BEFORE DELETE ON events
+       WHEN OLD.id > coalesce((SELECT max(CAST(json_extract(new, '$.through_id') AS INTEGER))
+                               FROM audit WHERE action = 'purge' AND object = 'events'), 0)
+       BEGIN SELECT RAISE(ABORT, 'FaceGate events can only be deleted by an audited purge'); END""",
+)
+
+
+def _known_migrations() -> tuple[str, ...]:
+    with contextlib.closing(Database(memory=True, execute_plugins=False)) as empty:
+        return tuple(m.name for m in MIGRATIONS.pending(empty))
+
+
+_KNOWN_MIGRATIONS = frozenset(_known_migrations())
+SCHEMA_VERSION = len(_KNOWN_MIGRATIONS)
+"""Schema version this code writes: the number of FaceGate migrations it knows."""
+_GUARD_TRIGGERS = (
+    "audit_no_update", "audit_no_delete", "events_public_fixed", "events_redact_only",
+    "events_delete_purged_only",
+)
+"""Triggers that keep events and audit rows append-only; :func:`~core.registry.chains.verify_registry`
+reports any that were dropped."""
