@@ -47,6 +47,22 @@ def val_set(seed, pipeline):
 
 
 @pytest.fixture(scope="session")
+def demo_registry(tmp_path_factory, seed) -> Path:
+    """A data folder with the five demo people enrolled and a trained, active model (made once per run).
+
+    Tests that write to it must work on a copy (``shutil.copytree``).
+    """
+    from core.demo.setup import ensure_demo_registry
+    from core.recognition.engine import FacePipeline
+    from core.registry import Registry
+
+    data_dir = tmp_path_factory.mktemp("demo-registry")
+    with Registry.open(data_dir / "facegate.db") as reg:
+        assert ensure_demo_registry(reg, FacePipeline(), data_dir / "models")
+    return data_dir
+
+
+@pytest.fixture(scope="session")
 def trained_model(train_set):
     from core.recognition.engine import train_model
 
@@ -79,3 +95,18 @@ def compose(faces: list[np.ndarray], shape=(480, 640)) -> np.ndarray:
         frame[40:40 + h, x:x + face.shape[1]] = face[:h]
         x += face.shape[1] + 10
     return frame
+
+
+def madonna_then_stranger(seed, strangers_dir):
+    """A demo scene from real photos: Madonna (a val photo, never trained on) walks up, then a stranger."""
+    from core.demo.scene import DemoScene
+    from core.vision.detector import MtcnnDetector
+    from core.vision.imageio import read_image
+
+    detector = MtcnnDetector()
+    faces = []
+    for identity, path in (("madonna", min((seed.dataset / "val" / "madonna").iterdir())),
+                           ("unknown", strangers_dir / "barack_obama" / "obama.jpg")):
+        photo = read_image(path)
+        faces.append((identity, photo, detector.detect(photo)[0].box))
+    return DemoScene.with_faces(faces, script=[[0], [1]])

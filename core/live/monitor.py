@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import FaceGateError, ModelError
+from core.live.flags import flag_reasons
 from core.live.sources import FrameSource, SourceState, SourceStatus
 from core.live.tracking import (
     FlowShifter,
@@ -596,6 +597,9 @@ class EventWriter:
         named = track.state is TrackState.NAMED and decision.kind != "undecided"
         probabilities = {name: {ident: round(p, 4)} for name, (ident, p) in track.models.items()}
         reason = track.reason if decision.kind != "changed" else f"{track.reason} (track {track.id})"
+        flags = flag_reasons(track) if decision.kind != "undecided" else ()
+        if flags:
+            reason = f"{reason}; FLAGGED: {'; '.join(flags)}"
         thumb = _jpeg(decision.thumbnail) if decision.thumbnail is not None else None
         distance = track.distance if math.isfinite(track.distance) else None
         return NewEvent(track.camera, decision_code(decision), track.identity if named else None, probabilities,

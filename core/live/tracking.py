@@ -160,6 +160,10 @@ class TrackView:
     decided_at: float | None
     frames_since_detection: int
     gallery_only: bool = False
+    margin: float = math.nan
+
+    #: ``margin``: median of how much further the second-nearest enrolled person is than the nearest
+    #: (the gate's own margin), over the same observations as ``distance``; NaN before any.
 
     @property
     def label(self) -> str:
@@ -611,6 +615,7 @@ class Tracker:
                      for c in candidates}
             models[name] = max(means.items(), key=lambda kv: (kv[1], kv[0]))
         distances = [o.result.decision.distance for o in focus]
+        margins = [o.result.decision.margin for o in focus if math.isfinite(o.result.decision.margin)]
         last: Any = window[-1].result if window else None
         return TrackView(
             id=track.id, camera=track.camera, box=track.box, landmarks=track.landmarks, state=track.state,
@@ -622,4 +627,5 @@ class Tracker:
             decided_at=track.decided_at, frames_since_detection=track.frames_since_detection,
             gallery_only=bool(last is not None and "gallery only" in last.decision.reason
                               and track.state is TrackState.NAMED),
+            margin=float(np.median(margins)) if margins else math.nan,
         )

@@ -16,22 +16,13 @@ from core.live.monitor import EventWriter, Monitor, MonitorOptions, decision_cod
 from core.live.sources import Frame, RenderedSource, SourceOptions, SourceState, SourceStatus, open_source
 from core.live.tracking import TrackState
 from core.types import UNKNOWN
+from tests.conftest import madonna_then_stranger
 
 
 @pytest.fixture(scope="module")
 def short_scene(seed, strangers_dir):
     """Madonna (val photo, never trained on), then a stranger: two segments of about 5 s."""
-    from core.demo.scene import DemoScene
-    from core.vision.detector import MtcnnDetector
-    from core.vision.imageio import read_image
-
-    detector = MtcnnDetector()
-    faces = []
-    for identity, path in (("madonna", sorted((seed.dataset / "val" / "madonna").iterdir())[0]),
-                           ("unknown", strangers_dir / "barack_obama" / "obama.jpg")):
-        photo = read_image(path)
-        faces.append((identity, photo, detector.detect(photo)[0].box))
-    return DemoScene.with_faces(faces, script=[[0], [1]])
+    return madonna_then_stranger(seed, strangers_dir)
 
 
 @pytest.fixture()

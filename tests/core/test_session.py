@@ -21,19 +21,7 @@ from core.live.session import (
 )
 from core.live.sources import SourceState
 from core.types import UNKNOWN
-
-
-@pytest.fixture(scope="module")
-def demo_registry(tmp_path_factory, seed) -> Path:
-    """A data folder with the five demo people enrolled and a trained, active model (made once)."""
-    from core.demo.setup import ensure_demo_registry
-    from core.recognition.engine import FacePipeline
-    from core.registry import Registry
-
-    data_dir = tmp_path_factory.mktemp("session-data")
-    with Registry.open(data_dir / "facegate.db") as reg:
-        assert ensure_demo_registry(reg, FacePipeline(), data_dir / "models")
-    return data_dir
+from tests.conftest import madonna_then_stranger
 
 
 @pytest.fixture(scope="module")
@@ -41,17 +29,7 @@ def gate_clip(tmp_path_factory, seed, strangers_dir) -> Path:
     """A real video file: Madonna (a val photo, never trained on) walks up, then a stranger."""
     import cv2
 
-    from core.demo.scene import DemoScene
-    from core.vision.detector import MtcnnDetector
-    from core.vision.imageio import read_image
-
-    detector = MtcnnDetector()
-    faces = []
-    for identity, path in (("madonna", sorted((seed.dataset / "val" / "madonna").iterdir())[0]),
-                           ("unknown", strangers_dir / "barack_obama" / "obama.jpg")):
-        photo = read_image(path)
-        faces.append((identity, photo, detector.detect(photo)[0].box))
-    scene = DemoScene.with_faces(faces, script=[[0], [1]])
+    scene = madonna_then_stranger(seed, strangers_dir)
     path = tmp_path_factory.mktemp("clips") / "gate.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), scene.fps, scene.size)
     for index in range(scene.period):
@@ -63,6 +41,21 @@ def gate_clip(tmp_path_factory, seed, strangers_dir) -> Path:
 def copy_registry(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+def refuse_the_event_writer(monkeypatch, message: str) -> None:
+    """Fault injection: the registry refuses the event writer's connection (and only that one)."""
+    from core.errors import FaceGateError
+    from core.registry import Registry
+
+    real_open = Registry.open.__func__  # type: ignore[attr-defined]
+
+    def refuse(cls, path, *args, **kwargs):
+        if threading.current_thread().name == "event-writer":
+            raise FaceGateError(message)
+        return real_open(cls, path, *args, **kwargs)
+
+    monkeypatch.setattr(Registry, "open", classmethod(refuse))
 
 
 class Recorder:
@@ -135,18 +128,9 @@ def test_memory_stays_bounded_in_a_long_session(demo_registry, gate_clip, tmp_pa
 
 def test_a_registry_the_event_writer_cannot_open_ends_the_session_with_an_error(demo_registry, gate_clip,
                                                                                tmp_path, monkeypatch):
-    from core.errors import FaceGateError
-    from core.registry import Registry
 
     data_dir = copy_registry(demo_registry, tmp_path / "data")
-    real_open = Registry.open.__func__  # type: ignore[attr-defined]
-
-    def refuse_the_writer(cls, path, *args, **kwargs):
-        if threading.current_thread().name == "event-writer":
-            raise FaceGateError("the registry is locked by another program (injected)")
-        return real_open(cls, path, *args, **kwargs)
-
-    monkeypatch.setattr(Registry, "open", classmethod(refuse_the_writer))
+    refuse_the_event_writer(monkeypatch, "the registry is locked by another program (injected)")
     rec = Recorder()
     session = LiveSession(SessionSettings(sources=(str(gate_clip),), data_dir=data_dir), rec.callbacks())
     session.start()
@@ -161,20 +145,11 @@ def test_a_registry_the_event_writer_cannot_open_ends_the_session_with_an_error(
 def test_cli_monitor_exits_non_zero_when_events_cannot_be_recorded(demo_registry, gate_clip, tmp_path,
                                                                   monkeypatch, capsys):
     from core.cli.main import main
-    from core.errors import FaceGateError
-    from core.registry import Registry
 
     data_dir = copy_registry(demo_registry, tmp_path / "data")
-    real_open = Registry.open.__func__  # type: ignore[attr-defined]
-
-    def refuse_the_writer(cls, path, *args, **kwargs):
-        if threading.current_thread().name == "event-writer":
-            raise FaceGateError("disk is read-only (injected)")
-        return real_open(cls, path, *args, **kwargs)
-
-    monkeypatch.setattr(Registry, "open", classmethod(refuse_the_writer))
+    refuse_the_event_writer(monkeypatch, "disk is read-only (injected)")
     code = main(["-q", "monitor", "--source", str(gate_clip), "--data-dir", str(data_dir), "--duration", "60"])
-    out, err = capsys.readouterr()
+    _, err = capsys.readouterr()
     assert code == 2
     assert "event-writer" in err and "disk is read-only" in err and "Traceback" not in err
 
