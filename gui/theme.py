@@ -66,6 +66,7 @@ def font(points: float, bold: bool = False) -> QFont:
 
 STYLESHEET = f"""
 QWidget {{ background: {BACKGROUND.name()}; color: {TEXT.name()}; font-size: 11pt; }}
+QLabel, QRadioButton, QCheckBox {{ background: transparent; }}
 QTableView, QTreeView, QListView {{ background: {PANEL.name()}; alternate-background-color: #262a33;
     gridline-color: #3a3f4b; selection-background-color: #3b5bdb; }}
 QHeaderView::section {{ background: #2b2f38; color: {TEXT.name()}; padding: 4px; border: 0; font-weight: bold; }}

@@ -242,11 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_policy_args(p)
     p.set_defaults(func=cmd_demo)
 
+    from core.cli.console import register as register_console
     from core.cli.monitor import register as register_monitor
     from core.cli.registry import register
 
     register(sub)
     register_monitor(sub)
+    register_console(sub)
     return parser
 
 
@@ -280,8 +282,11 @@ def _run(args: argparse.Namespace) -> int:
     return int(args.func(args))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, console_runner: Any = None) -> int:
     """Entry point of the ``facegate`` command.
+
+    ``console_runner(args) -> int`` runs ``facegate console``; the GUI's launcher passes it (core never
+    imports the GUI).
 
     Exit codes: 0 done, 1 partly done (a photo skipped, a check failed) or an unexpected error (a bug),
     2 an error the user can fix (the one-line message says how), 130 interrupted.
@@ -289,6 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.console_runner = console_runner
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -473,9 +473,11 @@ class EventWriter:
     KEEP_IDS = 1024
     """How many of the newest written event ids :attr:`event_ids` keeps."""
 
-    def __init__(self, registry_path: Path, *, on_error: ErrorCallback | None = None) -> None:
+    def __init__(self, registry_path: Path, *, on_error: ErrorCallback | None = None,
+                 on_written: Callable[[TrackDecision, int], None] | None = None) -> None:
         self.registry_path = Path(registry_path)
         self.on_error = on_error
+        self.on_written = on_written
         self._queue: queue.Queue[TrackDecision | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self.written = 0
@@ -559,14 +561,18 @@ class EventWriter:
 
         events = [self._event(d) for d in batch]
         try:
-            ids = registry.record_events(events)
+            written = list(zip(batch, registry.record_events(events)))
         except FaceGateError:
             # One bad event (say, the person was erased a moment ago) must not cost the others.
-            ids = []
-            for ev in events:
-                ids.extend(self._write_one(registry, ev, NewEvent))
-        self.event_ids.extend(ids)
-        self.written += len(ids)
+            written = [(d, i) for d, ev in zip(batch, events) for i in self._write_one(registry, ev, NewEvent)]
+        self.event_ids.extend(i for _, i in written)
+        self.written += len(written)
+        if self.on_written is not None:
+            for decision, event_id in written:
+                try:
+                    self.on_written(decision, event_id)
+                except Exception:
+                    log.exception("event-writer: written callback failed")
 
     def _write_one(self, registry: Any, ev: Any, new_event: Any) -> list[int]:
         try:
@@ -640,6 +646,9 @@ class Monitor:
         thread when it fails (see :data:`ErrorCallback`).
     on_model
         Called from the model watcher's thread with each reloaded model.
+    on_written
+        ``on_written(decision, event_id)``, called from the event writer's thread once a decision is
+        in the registry (the id a guard's confirm or override refers to).
     """
 
     def __init__(self, sources: Sequence[FrameSource], model: RecognitionModel, pipeline: FacePipeline,
@@ -647,7 +656,8 @@ class Monitor:
                  models_dir: Path | None = None, on_frame: Callable[[FrameResult], None] | None = None,
                  on_decision: Callable[[TrackDecision], None] | None = None, policy: Policy | None = None,
                  detector_factory: Callable[[], Any] | None = None, on_error: ErrorCallback | None = None,
-                 on_model: Callable[[RecognitionModel], None] | None = None) -> None:
+                 on_model: Callable[[RecognitionModel], None] | None = None,
+                 on_written: Callable[[TrackDecision, int], None] | None = None) -> None:
         names = [s.name for s in sources]
         if len(set(names)) != len(names):
             raise ValueError(f"Two cameras have the same name ({', '.join(names)}); name them apart.")
@@ -662,7 +672,8 @@ class Monitor:
         self.on_decision = on_decision
         self.on_error = on_error
         self.on_model = on_model
-        self.writer = EventWriter(registry_path, on_error=on_error) if registry_path is not None else None
+        self.writer = (EventWriter(registry_path, on_error=on_error, on_written=on_written)
+                       if registry_path is not None else None)
         self.decisions: deque[TrackDecision] = deque(maxlen=self.options.keep_decisions)
         self._decisions_lock = threading.Lock()
         self.workers = [

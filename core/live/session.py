@@ -20,6 +20,9 @@ callback               thread                      when
 ``on_frame``           the camera's ``-overlay``   every processed frame (:class:`FrameResult`)
 ``on_decision``        the camera's ``-overlay``   a track was named, called unknown, changed, or
                                                    left undecided (:class:`TrackDecision`)
+``on_event``           ``event-writer``            a decision is in the registry: ``(event id,
+                                                   TrackDecision)`` — what a guard's confirm or
+                                                   override refers to
 ``on_model``           ``model-watcher``           a retrain, rollback, enrollment or erasure
                                                    changed the model in use
 ``on_error``           the thread that failed      :class:`SessionError`; ``fatal`` ones end the
@@ -57,6 +60,7 @@ __all__ = [
     "CameraStats",
     "LiveSession",
     "ModelInfo",
+    "RecordedEvent",
     "SessionCallbacks",
     "SessionEnd",
     "SessionError",
@@ -249,9 +253,18 @@ class SessionCallbacks:
     on_status: Callable[[SourceStatus], None] | None = None
     on_frame: Callable[[FrameResult], None] | None = None
     on_decision: Callable[[TrackDecision], None] | None = None
+    on_event: Callable[[RecordedEvent], None] | None = None
     on_model: Callable[[ModelInfo], None] | None = None
     on_error: Callable[[SessionError], None] | None = None
     on_ended: Callable[[SessionEnd], None] | None = None
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    """A decision as recorded in the registry's event log."""
+
+    event_id: int
+    decision: TrackDecision
 
 
 class _Stopped(Exception):
@@ -451,7 +464,8 @@ class LiveSession:
                           registry_path=self.registry_path if self.settings.record_events else None,
                           models_dir=models_dir, on_frame=self.callbacks.on_frame, on_decision=self._decided,
                           policy=self.settings.policy, detector_factory=self._detector_factory,
-                          on_error=self._background_error, on_model=self._model_changed)
+                          on_error=self._background_error, on_model=self._model_changed,
+                          on_written=lambda d, i: self._call("on_event", RecordedEvent(i, d)))
         self.monitor = monitor
         self.model_info = ModelInfo(model.version, len(model.gallery.identities), dict(self._names))
         report(1.0, f"model version {model.version} ({len(model.gallery.identities)} people) ready")

@@ -86,13 +86,15 @@ def test_console_script_runs_without_qt_and_reports_errors_in_one_line(tmp_path)
 
 
 def test_installed_facegate_command_runs_the_current_entry_point():
-    """The `facegate` script an install wrote must call `core.cli.main:main` (an install from before the
-    CLI became a package calls `core.cli:main`, which is now a module: every command ends in a TypeError)."""
+    """The `facegate` script an install wrote must call the entry point pyproject.toml names now (an
+    install from an older layout calls a function that moved: every command would end in an error)."""
+    import tomllib
     from importlib.metadata import entry_points
 
+    wanted = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["facegate"]
     scripts = [e.value for e in entry_points(group="console_scripts") if e.name == "facegate"]
-    assert scripts == ["core.cli.main:main"], ("the installed `facegate` is stale; reinstall with "
-                                               "`.venv/bin/python -m pip install --no-deps -e .`")
+    assert scripts == [wanted], ("the installed `facegate` is stale; reinstall with "
+                                 "`.venv/bin/python -m pip install --no-deps -e .`")
 
 
 def test_core_imports_without_qt():

@@ -73,7 +73,8 @@ class Recorder:
 
     def callbacks(self) -> SessionCallbacks:
         return SessionCallbacks(**{f"on_{n}": self(n) for n in
-                                   ("progress", "ready", "status", "frame", "decision", "model", "error", "ended")})
+                                   ("progress", "ready", "status", "frame", "decision", "event", "model", "error",
+                                    "ended")})
 
     def of(self, name: str) -> list[tuple[str, object]]:
         with self.lock:
@@ -96,6 +97,9 @@ def test_a_session_on_a_video_file_decides_records_and_ends_by_itself(demo_regis
     codes = {(decision_code(d), d.track.identity) for d in decisions}  # type: ignore[attr-defined]
     assert ("recognised", "madonna") in codes and ("unknown", UNKNOWN) in codes, codes
     assert report.events_written == len(decisions) and report.events_pending == 0
+    recorded = [value for _, value in rec.of("event")]
+    assert sorted(r.decision.track.id for r in recorded) == sorted(d.track.id for d in decisions)  # type: ignore[attr-defined]
+    assert {thread for thread, _ in rec.of("event")} == {"event-writer"}
     with Registry.open(data_dir / "facegate.db") as reg:
         assert len(reg.events()) == len(decisions)
         assert reg.verify() == []
