@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPen
@@ -57,6 +58,9 @@ class FeedTile(QWidget):
         self.alarm: str | None = None  # "unknown" or "flagged" while an alarm is unacknowledged
         self.focused = False
         self.painted = 0
+        #: Seconds from each painted frame's capture to its paint (newest 500), for the benchmark.
+        self.latencies: deque[float] = deque(maxlen=500)
+        self._last_painted_index = -1
         self.setMinimumSize(320, 240 + HEADER)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
@@ -97,6 +101,9 @@ class FeedTile(QWidget):
             x0 = area.x() + (area.width() - img.shape[1]) / 2
             y0 = area.y() + (area.height() - img.shape[0]) / 2
             p.drawImage(QPointF(x0, y0), qimg)
+            if frame.result.frame_index != self._last_painted_index:
+                self._last_painted_index = frame.result.frame_index
+                self.latencies.append(time.monotonic() - frame.result.captured)
             if state is SourceState.LIVE:
                 for track in frame.result.tracks:
                     self._paint_track(p, track, frame.scale, x0, y0)
