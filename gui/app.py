@@ -88,16 +88,27 @@ def run(args: argparse.Namespace) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from core.live.session import SessionSettings
+    from core.errors import FaceGateError
+    from core.live.settings import load_settings, settings_path
     from gui.main_window import MainWindow
 
+    try:
+        console = load_settings()
+        path = settings_path()
+        data_dir = Path(args.data_dir).expanduser() if args.data_dir else console.data_dir
+        overrides: dict[str, object] = {"data_dir": data_dir}
+        if args.source:
+            overrides["sources"] = tuple(args.source)
+        settings = console.session_settings(**overrides)
+    except (FaceGateError, ValueError, OSError) as exc:
+        print(f"facegate: error: {exc}", file=sys.stderr)
+        return 2
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "facegate"])
     app.setApplicationName("FaceGate")
-    settings = SessionSettings(sources=tuple(args.source or ["demo"]),
-                               data_dir=Path(args.data_dir).expanduser() if args.data_dir else None)
-    window = MainWindow(settings)
+    window = MainWindow(settings, console=console, settings_path=path)
+    window.restore_layout()
     window.tabs.setCurrentIndex({"live": 0, "events": 1, "models": 2}[args.tab])
-    if args.fullscreen:
+    if args.fullscreen or console.window.fullscreen:
         window.showFullScreen()
     else:
         window.show()

@@ -82,13 +82,13 @@ class FeedTile(QWidget):
         self.alarm = alarm
         self.update()
 
-    def mousePressEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+    def mousePressEvent(self, event) -> None:
         self.clicked.emit(self.camera)
         super().mousePressEvent(event)
 
     # -- painting ---------------------------------------------------------------------------------
 
-    def paintEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+    def paintEvent(self, event) -> None:
         p = QPainter(self)
         p.fillRect(self.rect(), theme.BACKGROUND)
         self._paint_header(p)

@@ -55,14 +55,14 @@ class _Bars(QWidget):
         self.rows: list[tuple[str, str, float]] = []
         self.setMinimumHeight(3 * 26)
 
-    def sizeHint(self) -> QSize:  # noqa: N802
+    def sizeHint(self) -> QSize:
         return QSize(300, 3 * 26)
 
     def set_rows(self, rows: list[tuple[str, str, float]]) -> None:
         self.rows = rows
         self.update()
 
-    def paintEvent(self, event) -> None:  # noqa: N802
+    def paintEvent(self, event) -> None:
         p = QPainter(self)
         p.setFont(theme.font(11, bold=True))
         for i, (model, text, prob) in enumerate(self.rows):

@@ -31,7 +31,14 @@ from PySide6.QtWidgets import (
 
 from core.live.flags import flag_reasons
 from core.live.monitor import decision_code
-from core.live.session import ModelInfo, RecordedEvent, SessionEnd, SessionError, SessionSettings, parse_sources
+from core.live.session import (
+    ModelInfo,
+    RecordedEvent,
+    SessionEnd,
+    SessionError,
+    SessionSettings,
+    parse_sources,
+)
 from core.live.sources import SourceStatus
 from core.live.tracking import TrackDecision
 from gui import theme
@@ -63,9 +70,14 @@ class MainWindow(QMainWindow):
     todayRequested = Signal()
     guardActionRequested = Signal(int, str, str, str)
 
-    def __init__(self, settings: SessionSettings, *, title: str = "FaceGate") -> None:
+    def __init__(self, settings: SessionSettings, *, title: str = "FaceGate", console: object = None,
+                 settings_path: Path | None = None) -> None:
         super().__init__()
         self.settings = settings
+        #: The console settings file's content (``core.live.settings.ConsoleSettings``), if it was read.
+        self.console = console
+        self.settings_path = settings_path
+        self.title = title
         self.cameras = [name for name, _ in parse_sources(settings.sources)][:4]
         self.names: dict[str, str] = {}
         self.model_info: ModelInfo | None = None
@@ -135,11 +147,10 @@ class MainWindow(QMainWindow):
         self.comparison_placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.tabs.addTab(self.comparison_placeholder, "Models  [F3]")
         self.setCentralWidget(central)
-        for name, tile in self.grid.tiles.items():
-            tile.clicked.connect(self.focus_camera)
-        for card in self.panel.cards.values():
-            card.confirmRequested.connect(self.confirm)
-            card.overrideRequested.connect(self.override)
+        self.settings_button = QPushButton("⚙  Settings  [Ctrl+,]")
+        self.settings_button.clicked.connect(self.open_settings)
+        self.tabs.setCornerWidget(self.settings_button)
+        self._wire_live()
         bar = QStatusBar()
         self.setStatusBar(bar)
         self.camera_labels: dict[str, QLabel] = {}
@@ -157,6 +168,13 @@ class MainWindow(QMainWindow):
         self.addAction(fullscreen)
         self.resize(1600, 1000)
 
+    def _wire_live(self) -> None:
+        for tile in self.grid.tiles.values():
+            tile.clicked.connect(self.focus_camera)
+        for card in self.panel.cards.values():
+            card.confirmRequested.connect(self.confirm)
+            card.overrideRequested.connect(self.override)
+
     def _shortcuts(self) -> None:
         def add(key: object, slot: object) -> None:
             shortcut = QShortcut(QKeySequence(key), self)  # type: ignore[call-overload]
@@ -170,6 +188,7 @@ class MainWindow(QMainWindow):
         add(Qt.Key.Key_F1, lambda: self.tabs.setCurrentIndex(0))
         add(Qt.Key.Key_F2, lambda: self.tabs.setCurrentIndex(1))
         add(Qt.Key.Key_F3, lambda: self.tabs.setCurrentIndex(2))
+        add("Ctrl+,", self.open_settings)
         for i, name in enumerate(self.cameras):
             add(Qt.Key.Key_1 + i, lambda n=name: self.focus_camera(n))
 
@@ -399,6 +418,87 @@ class MainWindow(QMainWindow):
     def toggle_fullscreen(self) -> None:
         self.showNormal() if self.isFullScreen() else self.showFullScreen()
 
+    # -- settings ---------------------------------------------------------------------------------------
+
+    def _registry_path(self) -> Path:
+        if self.worker.registry_path is not None:
+            return Path(self.worker.registry_path)
+        from core.registry import data_dir
+
+        return Path(self.settings.data_dir or data_dir()) / "facegate.db"
+
+    @Slot()
+    def open_settings(self) -> None:
+        """Settings: cameras (tested live before saving) and the decision policy (HR)."""
+        from core.live.settings import ConsoleSettings
+        from gui.settings import SettingsDialog
+
+        current = self.console if isinstance(self.console, ConsoleSettings) else ConsoleSettings()
+        dialog = SettingsDialog(current, self._registry_path(), self, path=self.settings_path)
+        if not dialog.exec():
+            return
+        new = dialog.result_settings()
+        self.console = new
+        session = new.session_settings(data_dir=self.settings.data_dir or new.data_dir)
+        if session != self.settings:
+            self.restart_session(session)
+
+    def restart_session(self, settings: SessionSettings) -> None:
+        """Stop the running session (writing its pending events) and start one with ``settings``."""
+        self.stop()
+        self.settings = settings
+        self.cameras = [name for name, _ in parse_sources(settings.sources)][:4]
+        old_grid, old_panel = self.grid, self.panel
+        self.grid = FeedGrid(self.cameras)
+        self.panel = GatePanel(self.cameras)
+        self.live_splitter.replaceWidget(0, self.grid)
+        self.live_splitter.replaceWidget(1, self.panel)
+        old_grid.deleteLater()
+        old_panel.deleteLater()
+        self.alarms.clear()
+        self._show_alarm()
+        bar = self.statusBar()
+        for label in self.camera_labels.values():
+            bar.removeWidget(label)
+        self.camera_labels = {}
+        for name in reversed(self.cameras):
+            label = QLabel(f"● {name} connecting")
+            self.camera_labels[name] = label
+            bar.insertWidget(0, label)
+        self.focused_camera = self.cameras[0] if self.cameras else ""
+        self.setWindowTitle(f"{self.title} — {', '.join(self.cameras)}")
+        self._wire_live()
+        self.loading.setVisible(True)
+        self.problem.setVisible(False)
+        self.worker = SessionWorker(settings)
+        self._connect(self.worker)
+        self.thread = start_worker(self.worker, "live-session-worker")
+
+    def restore_layout(self) -> None:
+        """The window's size, position and full-screen state as the guard left them."""
+        window = getattr(self.console, "window", None)
+        if window is None:
+            return
+        try:
+            if window.geometry:
+                self.restoreGeometry(window.geometry_bytes)
+            if window.state:
+                self.restoreState(window.state_bytes)
+        except Exception as exc:  # a damaged [window] section only costs the layout
+            log.warning("window layout not restored: %s", exc)
+
+    def save_layout(self) -> None:
+        if self.console is None:
+            return
+        from core.live.settings import WindowState, save_window
+
+        try:
+            self.console = save_window(WindowState.from_bytes(bytes(self.saveGeometry().data()),
+                                                              bytes(self.saveState().data()),
+                                                              self.isFullScreen()), self.settings_path)
+        except Exception as exc:  # the layout is a convenience: never lose a close over it
+            log.warning("window layout not saved: %s", exc)
+
     # -- views opened once the registry is known ---------------------------------------------------
 
     def _open_views(self) -> None:
@@ -428,7 +528,7 @@ class MainWindow(QMainWindow):
                 log.exception("comparison view unavailable")
                 self.comparison_placeholder.setText(f"The model comparison could not be opened: {exc}")
 
-    def resizeEvent(self, event) -> None:  # noqa: N802
+    def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         QTimer.singleShot(0, self._size_tiles)
 
@@ -441,7 +541,7 @@ class MainWindow(QMainWindow):
 
     def stop(self) -> object:
         """Stop the session (writing every pending event) and its thread; returns the stop report."""
-        if self.thread is not None:
+        if getattr(self, "thread", None) is not None:
             if self.thread.isRunning():
                 QMetaObject.invokeMethod(self.worker, "stop", Qt.ConnectionType.BlockingQueuedConnection)
                 self.stop_report = self.worker.last_report
@@ -453,10 +553,11 @@ class MainWindow(QMainWindow):
     def _on_stopped(self, report: object) -> None:
         self.stop_report = report
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+    def closeEvent(self, event: QCloseEvent) -> None:
         if not self._closing:
             self._closing = True
             self.loading_text.setText("Writing pending events…")
+            self.save_layout()
             report = self.stop()
             if self.events_view is not None and hasattr(self.events_view, "close_registry"):
                 self.events_view.close_registry()

@@ -108,7 +108,10 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         with lock:
             print(line, file=stream or sys.stdout, flush=True)
 
+    ready_at: list[float] = []
+
     def on_ready(info: ModelInfo) -> None:
+        ready_at.append(time.monotonic())  # --duration counts from here: loading is not monitoring
         if session.demo_enrolled:
             say("Demo: enrolled the 5-celebrity train photos into the empty registry and trained a model.")
         if not args.json:
@@ -140,23 +143,26 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         stop.set()
 
     previous = signal.signal(signal.SIGTERM, on_signal)
-    started = time.monotonic()
     interrupted = False
     try:
         session.start()
-        next_status = started + args.status_every
+        next_status: float | None = None
         while not stop.is_set() and not session.wait(0):
             now = time.monotonic()
-            if args.duration is not None and now - started >= args.duration:
+            if not ready_at:  # still loading (demo enrollment, model, networks)
+                session.wait(0.1)
+                continue
+            if next_status is None:
+                next_status = ready_at[0] + args.status_every
+            if args.duration is not None and now - ready_at[0] >= args.duration:
                 break
-            wake = next_status if args.duration is None else min(next_status, started + args.duration)
+            wake = next_status if args.duration is None else min(next_status, ready_at[0] + args.duration)
             session.wait(max(0.05, min(0.5, wake - now)))
             if time.monotonic() >= next_status:
                 next_status += args.status_every
-                if session.monitor is not None:
-                    for cam in session.camera_stats():
-                        say(json.dumps(_status_json(cam)) if args.json
-                            else _status_line(cam, session.events_written if settings.record_events else None))
+                for cam in session.camera_stats():
+                    say(json.dumps(_status_json(cam)) if args.json
+                        else _status_line(cam, session.events_written if settings.record_events else None))
     except KeyboardInterrupt:
         interrupted = True
     finally:

@@ -226,8 +226,9 @@ class CameraStats:
 class StopReport:
     """What :meth:`LiveSession.stop` did.
 
-    ``events_pending`` is the number of decisions still unwritten when the stop timeout ran out (0
-    after a clean stop); ``events_failed`` those that could not be recorded at all.
+    ``seconds`` counts from when the cameras started (loading is not monitoring); ``events_pending`` is
+    the number of decisions still unwritten when the stop timeout ran out (0 after a clean stop);
+    ``events_failed`` those that could not be recorded at all.
     """
 
     end: SessionEnd
@@ -313,6 +314,7 @@ class LiveSession:
         self._names: dict[str, str] = {}
         self._thread: threading.Thread | None = None
         self._started = 0.0
+        self._running_since: float | None = None
         self._report: StopReport | None = None
         self.demo_enrolled = False
         """Whether this session enrolled the demo people into an empty registry and trained."""
@@ -471,6 +473,7 @@ class LiveSession:
         report(1.0, f"model version {model.version} ({len(model.gallery.identities)} people) ready")
         self._call("on_ready", self.model_info)
         monitor.start()
+        self._running_since = time.monotonic()
         self.state = SessionState.RUNNING
         return monitor
 
@@ -540,7 +543,7 @@ class LiveSession:
         assert self._end is not None
         return StopReport(
             end=self._end,
-            seconds=time.monotonic() - self._started if self._started else 0.0,
+            seconds=time.monotonic() - (self._running_since or self._started) if self._started else 0.0,
             decisions=self.decision_counts(),
             events_written=writer.written if writer is not None else 0,
             events_failed=writer.failed if writer is not None else 0,
