@@ -244,7 +244,7 @@ class OverrideDialog(QDialog):
     """Let in or turn away, with a reason from a short list and free text."""
 
     def __init__(self, who: str, parent: QWidget | None = None) -> None:
-        from core.registry.guard import OVERRIDE_REASONS
+        from core.registry.guard import NOTE_MAX_CHARS, OVERRIDE_REASONS
 
         super().__init__(parent)
         self.setWindowTitle("Override the decision")
@@ -252,10 +252,8 @@ class OverrideDialog(QDialog):
         title = QLabel(f"Override the decision for {who}")
         title.setFont(theme.font(14, bold=True))
         layout.addWidget(title)
-        self.let_in = QRadioButton("Let in  [L]")
-        self.turn_away = QRadioButton("Turn away  [T]")
-        self.let_in.setShortcut("L")
-        self.turn_away.setShortcut("T")
+        self.let_in = QRadioButton("&Let in  [Alt+L]")
+        self.turn_away = QRadioButton("&Turn away  [Alt+T]")
         for b in (self.let_in, self.turn_away):
             b.setFont(theme.font(13, bold=True))
             layout.addWidget(b)
@@ -263,9 +261,10 @@ class OverrideDialog(QDialog):
         self.reason = QComboBox()
         self.reason.addItems(list(OVERRIDE_REASONS))
         layout.addWidget(self.reason)
-        layout.addWidget(QLabel("Note (optional)"))
+        layout.addWidget(QLabel("Note (optional; kept in the log for good: describe what happened, not the "
+                                "person)"))
         self.note = QLineEdit()
-        self.note.setMaxLength(500)
+        self.note.setMaxLength(NOTE_MAX_CHARS)
         layout.addWidget(self.note)
         box = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         box.accepted.connect(self._accept)

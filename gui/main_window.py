@@ -181,16 +181,25 @@ class MainWindow(QMainWindow):
             shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
             shortcut.activated.connect(slot)
 
-        add(Qt.Key.Key_Return, lambda: self.confirm(self.focused_camera))
-        add(Qt.Key.Key_Enter, lambda: self.confirm(self.focused_camera))
-        add(Qt.Key.Key_O, lambda: self.override(self.focused_camera))
-        add(Qt.Key.Key_Space, self.acknowledge_alarm)
+        add(Qt.Key.Key_Return, lambda: self._live_key() and self.confirm(self.focused_camera))
+        add(Qt.Key.Key_Enter, lambda: self._live_key() and self.confirm(self.focused_camera))
+        add(Qt.Key.Key_O, lambda: self._live_key() and self.override(self.focused_camera))
+        add(Qt.Key.Key_Space, lambda: self._live_key(any_tab=True) and self.acknowledge_alarm())
         add(Qt.Key.Key_F1, lambda: self.tabs.setCurrentIndex(0))
         add(Qt.Key.Key_F2, lambda: self.tabs.setCurrentIndex(1))
         add(Qt.Key.Key_F3, lambda: self.tabs.setCurrentIndex(2))
         add("Ctrl+,", self.open_settings)
         for i, name in enumerate(self.cameras):
-            add(Qt.Key.Key_1 + i, lambda n=name: self.focus_camera(n))
+            add(Qt.Key.Key_1 + i, lambda n=name: self._live_key() and self.focus_camera(n))
+
+    def _live_key(self, any_tab: bool = False) -> bool:
+        """A one-key shortcut acts only on the live view, and never while the guard types in a field."""
+        from PySide6.QtWidgets import QAbstractSpinBox, QApplication, QComboBox, QLineEdit, QPlainTextEdit, QTextEdit
+
+        if not any_tab and self.tabs.currentIndex() != 0:
+            return False
+        focus = QApplication.focusWidget()
+        return not isinstance(focus, (QLineEdit, QComboBox, QTextEdit, QPlainTextEdit, QAbstractSpinBox))
 
     def _connect(self, w: SessionWorker) -> None:
         w.progress.connect(self.on_progress)

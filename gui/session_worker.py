@@ -36,6 +36,7 @@ from core.live.session import (
 )
 from core.live.sources import SourceStatus
 from core.live.tracking import TrackDecision
+from core.registry.event_query import FLAG_MARKER
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ class SessionWorker(QObject):
         flagged = 0
         for ev in events:
             counts[ev.decision] = counts.get(ev.decision, 0) + 1
-            flagged += "FLAGGED:" in (ev.reason or "")
+            flagged += FLAG_MARKER in (ev.reason or "")
         self.todayCounts.emit(TodayCounts(counts, flagged))
 
     @Slot(int, str, str, str)

@@ -21,6 +21,7 @@ import numpy as np
 from core.errors import FaceGateError
 from core.live.flags import flag_reasons
 from core.live.tracking import TrackDecision, TrackState
+from core.registry.event_query import FLAG_MARKER
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,7 @@ class EventWriter:
         reason = track.reason if decision.kind != "changed" else f"{track.reason} (track {track.id})"
         flags = flag_reasons(track) if decision.kind != "undecided" else ()
         if flags:
-            reason = f"{reason}; FLAGGED: {'; '.join(flags)}"
+            reason = f"{reason}; {FLAG_MARKER} {'; '.join(flags)}"
         thumb = _jpeg(decision.thumbnail) if decision.thumbnail is not None else None
         distance = track.distance if math.isfinite(track.distance) else None
         return NewEvent(track.camera, decision_code(decision), track.identity if named else None, probabilities,

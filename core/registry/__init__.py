@@ -8,6 +8,9 @@ The storage API is re-exported here: ``from core.registry import Registry``.  Wh
 * :mod:`.connection` — opening the file, transactions, SQLite errors as sentences, :func:`data_dir`;
 * :mod:`.records` — the frozen dataclasses the API returns (:class:`Operator`, :class:`Event` …);
 * :mod:`.events` — the event log and the audit trail;
+* :mod:`.event_query` — filtered, paged reading of the events (:class:`EventFilter`, :class:`EventRow`)
+  and their CSV export;
+* :mod:`.guard` — a guard's confirm / override of a decision, in the audit trail (:class:`GuardAction`);
 * :mod:`.chains` — the hash chains and :meth:`Registry.verify`;
 * :mod:`.erasure` — erasing a person, retention of events;
 * :mod:`.model_versions` — activating and rolling back trained models;
@@ -18,16 +21,25 @@ The storage API is re-exported here: ``from core.registry import Registry``.  Wh
 from core.errors import RegistryError
 from core.registry.chains import GENESIS_HASH
 from core.registry.connection import data_dir
+from core.registry.event_query import DECISION_CODES, FLAGGED, EventFilter, EventRow
+from core.registry.guard import GUARD_ACTIONS, OVERRIDE_REASONS, GuardAction
 from core.registry.records import AuditEntry, ErasureReport, Event, ModelVersion, NewEvent, Operator, Photo
 from core.registry.schema import SCHEMA_VERSION
 from core.registry.store import Registry
 
 __all__ = [
+    "DECISION_CODES",
+    "FLAGGED",
     "GENESIS_HASH",
+    "GUARD_ACTIONS",
+    "OVERRIDE_REASONS",
     "SCHEMA_VERSION",
     "AuditEntry",
     "ErasureReport",
     "Event",
+    "EventFilter",
+    "EventRow",
+    "GuardAction",
     "ModelVersion",
     "NewEvent",
     "Operator",

@@ -24,6 +24,8 @@ from core.registry.sql import _finite_or_none, _iso, _json, _limit, _loads, _tim
 RESERVED_AUDIT_ACTIONS = frozenset({
     "add_operator", "set_active", "remove_operator", "add_photo", "add_model_version",
     "activate_model", "rollback_model", "purge", "set_setting", "backup", "restore",
+    # A guard's answer goes through Registry.record_guard_action, which checks the event and the reason.
+    "guard_confirm", "guard_let_in", "guard_turn_away",
 })
 """Actions only the registry itself writes; :meth:`Registry.audit` refuses them."""
 _DECISION_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")

@@ -133,6 +133,24 @@ _SCHEMA_0001 = (
 )
 
 
+@MIGRATIONS(name="0002_event_browsing")
+def _m0002_event_browsing(db: Database) -> None:
+    for sql in _SCHEMA_0002:
+        db.execute(sql)
+
+
+# Narrow indexes for browsing the event log newest first under a filter (core.registry.event_query):
+# event rows carry a thumbnail each, so a filter must be tested in an index, never on the table.  The
+# leading ``id`` lets a page walk the index in id order and stop after one page of matches.
+_SCHEMA_0002 = (
+    "CREATE INDEX events_scan ON events(id, camera, decision, operator_id, time)",
+    # Flagged events (the live monitor writes 'FLAGGED:' into the reason); erasure clears the reason.
+    """CREATE INDEX events_flagged ON events(id, camera, decision, operator_id, time)
+       WHERE instr(reason, 'FLAGGED:') > 0""",
+    "CREATE INDEX events_camera ON events(camera)",
+)
+
+
 def _known_migrations() -> tuple[str, ...]:
     with contextlib.closing(Database(memory=True, execute_plugins=False)) as empty:
         return tuple(m.name for m in MIGRATIONS.pending(empty))

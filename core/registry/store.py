@@ -42,6 +42,7 @@ from core.registry import chains
 from core.registry.backup import BackupMixin
 from core.registry.connection import _guarded
 from core.registry.erasure import ErasureMixin
+from core.registry.event_query import EventQueryMixin
 from core.registry.events import EventsMixin
 from core.registry.model_versions import ModelVersionsMixin
 from core.registry.records import Operator, Photo
@@ -51,7 +52,7 @@ SECRET_SETTING_PREFIX = "security."
 """Settings under this prefix are secrets: their values never appear in the audit log."""
 
 
-class Registry(EventsMixin, ModelVersionsMixin, ErasureMixin, BackupMixin):
+class Registry(EventsMixin, EventQueryMixin, ModelVersionsMixin, ErasureMixin, BackupMixin):
     """FaceGate's registry on one SQLite file.  Open it with :meth:`Registry.open`.
 
     One ``Registry`` per thread (its connection refuses other threads); any number of them, in any
