@@ -142,10 +142,12 @@ class MainWindow(QMainWindow):
         self.events_placeholder = QLabel("The event log opens once the registry is loaded.")
         self.events_placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.tabs.addTab(self.events_placeholder, "Events  [F2]")
-        self.comparison_view: QWidget | None = None
-        self.comparison_placeholder = QLabel("The model comparison opens once the model is loaded.")
-        self.comparison_placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.tabs.addTab(self.comparison_placeholder, "Models  [F3]")
+        # Built now, before the session starts: importing the chart library (~0.3 s) later would stall
+        # the GUI thread while the cameras already run.
+        from gui.comparison import ComparisonView
+
+        self.comparison_view = ComparisonView()
+        self.tabs.addTab(self.comparison_view, "Models  [F3]")
         self.setCentralWidget(central)
         self.settings_button = QPushButton("⚙  Settings  [Ctrl+,]")
         self.settings_button.clicked.connect(self.open_settings)
@@ -194,7 +196,14 @@ class MainWindow(QMainWindow):
 
     def _live_key(self, any_tab: bool = False) -> bool:
         """A one-key shortcut acts only on the live view, and never while the guard types in a field."""
-        from PySide6.QtWidgets import QAbstractSpinBox, QApplication, QComboBox, QLineEdit, QPlainTextEdit, QTextEdit
+        from PySide6.QtWidgets import (
+            QAbstractSpinBox,
+            QApplication,
+            QComboBox,
+            QLineEdit,
+            QPlainTextEdit,
+            QTextEdit,
+        )
 
         if not any_tab and self.tabs.currentIndex() != 0:
             return False
@@ -247,6 +256,7 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def on_model(self, info: ModelInfo) -> None:
         self.set_model(info)
+        self._load_report()  # a retrain or rollback: the tables follow
         self.statusBar().showMessage(f"Model reloaded: version {info.version} ({info.people} people)", 8000)
 
     @Slot(object)
@@ -272,8 +282,8 @@ class MainWindow(QMainWindow):
                 if label is not None and st.state.value == "live":
                     colour = theme.HEALTH_COLOURS["live"].name()
                     label.setText(f"<span style='color:{colour}'>●</span> {camera} live {st.fps:.0f} fps")
-            if self.comparison_view is not None and camera == self.focused_camera:
-                self.comparison_view.add_frame(frame.result)  # type: ignore[attr-defined]
+            if camera == self.focused_camera:
+                self.comparison_view.add_frame(frame.result)
 
     @Slot(object)
     def on_decision(self, decision: TrackDecision) -> None:
@@ -371,8 +381,7 @@ class MainWindow(QMainWindow):
         for name, tile in self.grid.tiles.items():
             tile.focused = name == camera
             tile.update()
-        if self.comparison_view is not None:
-            self.comparison_view.select_track(camera, None)  # type: ignore[attr-defined]
+        self.comparison_view.select_track(camera, None)
 
     @Slot(str)
     def confirm(self, camera: str) -> None:
@@ -524,18 +533,12 @@ class MainWindow(QMainWindow):
             except Exception as exc:
                 log.exception("events view unavailable")
                 self.events_placeholder.setText(f"The event log could not be opened: {exc}")
-        if self.comparison_view is None:
-            try:
-                from gui.comparison.view import ComparisonView
+        self._load_report()
 
-                view = ComparisonView()
-                view.load_report(Path(path), Path(path).parent / "models")  # type: ignore[attr-defined]
-                self.comparison_view = view
-                self.tabs.removeTab(2)
-                self.tabs.insertTab(2, view, "Models  [F3]")
-            except Exception as exc:
-                log.exception("comparison view unavailable")
-                self.comparison_placeholder.setText(f"The model comparison could not be opened: {exc}")
+    def _load_report(self) -> None:
+        path = self.worker.registry_path
+        if path is not None:
+            self.comparison_view.load_report(Path(path), Path(path).parent / "models")
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
@@ -570,5 +573,6 @@ class MainWindow(QMainWindow):
             report = self.stop()
             if self.events_view is not None and hasattr(self.events_view, "close_registry"):
                 self.events_view.close_registry()
+            self.comparison_view.stop()
             self.closed.emit(report)
         super().closeEvent(event)

@@ -40,8 +40,8 @@ class Series:
 class TrackHistory:
     """The last ``capacity`` points of one track.
 
-    Points closer together than ``min_interval`` seconds are merged into the last one (its values
-    replaced by the newer ones, its flag kept if either was flagged), so the buffer spans
+    Points in the same ``min_interval``-second slot of time are merged into one (its values
+    replaced by the newest, its flag kept if any of them was flagged), so the buffer spans
     ``capacity × min_interval`` seconds (30 s by default) whatever the frame rate, and a flag that
     lasted a single frame is never lost.
     """
@@ -61,7 +61,8 @@ class TrackHistory:
         self._n = 0
         self.latest: TrackView | None = None
         self.reasons: tuple[str, ...] = ()
-        self.last_time = -math.inf
+        self.last_time = -math.inf  # when the track was last seen
+        self._bucket = 0
         self.flagged_points = 0  # points (after merging) on which the track was flagged, all time
 
     def __len__(self) -> int:
@@ -70,8 +71,9 @@ class TrackHistory:
     def add(self, t: float, track: TrackView) -> tuple[str, ...]:
         """Record ``track`` as seen at monotonic time ``t``; return its flag reasons (empty: not flagged)."""
         reasons = flag_reasons(track)
-        self.latest, self.reasons = track, reasons
-        if self._n and t - self.last_time < self.min_interval:
+        self.latest, self.reasons, self.last_time = track, reasons, t
+        bucket = math.floor(t / self.min_interval)
+        if self._n and bucket == self._bucket:
             i = (self._next - 1) % self.capacity  # merge into the newest point
             if reasons and not self._flag[i]:
                 self.flagged_points += 1
@@ -81,7 +83,7 @@ class TrackHistory:
             self._next = (i + 1) % self.capacity
             self._n = min(self._n + 1, self.capacity)
             self._t[i] = t
-            self.last_time = t
+            self._bucket = bucket
             flagged = bool(reasons)
             self.flagged_points += flagged
         for row, name in enumerate(MODELS):
