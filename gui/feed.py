@@ -182,28 +182,33 @@ class FeedTile(QWidget):
 
     def _paint_bars(self, p: QPainter, track: TrackView, box: QRectF) -> None:
         """Three bars beside the box: each model's favourite person and probability, same order always."""
-        bar_w, row_h = 130.0, 22.0
-        left = box.right() + 8
-        if left + bar_w + 80 > self.width():
-            left = max(4.0, box.x() - bar_w - 88)
-        top = box.y()
+        row_h = 22.0
         p.setFont(theme.font(10, bold=True))
-        for i, name in enumerate(theme.MODEL_ORDER):
-            if name not in track.models:
-                continue
-            ident, prob = track.models[name]
-            row = QRectF(left, top + i * (row_h + 4), bar_w + 80, row_h)
-            p.fillRect(row, QColor(0, 0, 0, 170))
+        metrics = p.fontMetrics()
+        texts = {}
+        for name in theme.MODEL_ORDER:
+            if name in track.models:
+                ident, prob = track.models[name]
+                named_same = track.state is TrackState.NAMED and ident == track.identity
+                texts[name] = f"{prob:.2f}" if named_same else f"{ident[:14]} {prob:.2f}"
+        label_w = max(metrics.horizontalAdvance(theme.MODEL_SHORT[m]) for m in theme.MODEL_ORDER) + 10
+        text_w = max((metrics.horizontalAdvance(t) for t in texts.values()), default=0) + 10
+        bar_w = 64.0
+        width = label_w + bar_w + 6 + text_w
+        left = box.right() + 8
+        if left + width > self.width():
+            left = max(4.0, box.x() - width - 8)
+        for i, (name, text) in enumerate(texts.items()):
+            prob = track.models[name][1]
+            row = QRectF(left, box.y() + i * (row_h + 4), width, row_h)
+            p.fillRect(row, QColor(0, 0, 0, 180))
             p.setPen(theme.TEXT)
-            p.drawText(row.adjusted(4, 0, 0, 0), Qt.AlignmentFlag.AlignVCenter, theme.MODEL_SHORT[name])
-            bar = QRectF(row.x() + 52, row.y() + 5, bar_w - 56, row_h - 10)
+            p.drawText(row.adjusted(5, 0, 0, 0), Qt.AlignmentFlag.AlignVCenter, theme.MODEL_SHORT[name])
+            bar = QRectF(row.x() + label_w, row.y() + 6, bar_w, row_h - 12)
             p.fillRect(bar, QColor(70, 70, 70))
             filled = QRectF(bar.x(), bar.y(), bar.width() * max(0.0, min(1.0, prob)), bar.height())
             p.fillRect(filled, theme.MODEL_COLOURS[name])
-            text = f"{prob:.2f}"
-            if track.state is TrackState.UNKNOWN or ident != track.identity:
-                text = f"{ident[:10]} {prob:.2f}"
-            p.drawText(QRectF(bar.right() + 4, row.y(), 100, row_h), Qt.AlignmentFlag.AlignVCenter, text)
+            p.drawText(QRectF(bar.right() + 6, row.y(), text_w, row_h), Qt.AlignmentFlag.AlignVCenter, text)
 
 
 class FeedGrid(QWidget):

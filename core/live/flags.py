@@ -3,16 +3,17 @@
 Running three classifiers side by side is only worth it if their disagreement is shown.  A track is
 *flagged* — a colour and an icon of its own on the console, whatever its decision — when:
 
-* **the models disagree with each other**: their favourite people are not all the same;
-* **the models disagree with the gate**: the gate named someone, but a model's favourite is someone
-  else or it gives the named person less than :data:`FlagRules.min_probability`;
+* **the models disagree with the gate or each other**: the gate named someone, but the models'
+  favourite people are not all the same, or a model's favourite is someone else, or it gives the
+  named person less than :data:`FlagRules.min_probability`;
 * **the best two people are close**: the gate named someone, but the second-nearest enrolled person
   is less than :data:`FlagRules.close_margin` further away than the nearest;
 * **a near miss**: the gate said unknown, but the distance is within :data:`FlagRules.near_threshold`
   of the threshold and all three models are sure (≥ :data:`FlagRules.sure`) of the same person.
 
-A stranger whom every model maps to *some* enrolled person (closed-set classifiers always name
-someone) is not flagged for that alone: the gate rejecting them is the system working.
+A flag says "this decision may be wrong".  A stranger whom the models map to *some* enrolled person
+(closed-set classifiers always name someone; for a stranger they often disagree on whom) is not
+flagged for that: the gate rejecting them is the system working, and UNKNOWN raises its own alarm.
 """
 
 from __future__ import annotations
@@ -43,10 +44,10 @@ def flag_reasons(track: TrackView, rules: FlagRules = FlagRules()) -> tuple[str,
     if track.state is TrackState.CHECKING or not track.models:
         return ()
     reasons: list[str] = []
-    favourites = {name: ident for name, (ident, _) in track.models.items()}
-    if len(set(favourites.values())) > 1:
-        reasons.append("the models disagree: " + ", ".join(f"{m} {i}" for m, i in favourites.items()))
     if track.state is TrackState.NAMED:
+        favourites = {name: ident for name, (ident, _) in track.models.items()}
+        if len(set(favourites.values())) > 1:
+            reasons.append("the models disagree: " + ", ".join(f"{m} {i}" for m, i in favourites.items()))
         for name, (ident, p) in track.models.items():
             if ident != track.identity:
                 reasons.append(f"{name} prefers {ident} to {track.identity}")

@@ -40,6 +40,11 @@ def test_a_stranger_is_not_flagged_for_being_mapped_to_someone_but_a_near_miss_i
     assert any("just past the threshold" in r for r in flag_reasons(near))
 
 
+def test_a_stranger_the_models_disagree_on_is_unknown_not_flagged():
+    models = {"svc": ("ada", 0.8), "stacker": ("bob", 0.85), "super_learner": ("cy", 0.5)}
+    assert flag_reasons(view(TrackState.UNKNOWN, "unknown", models, distance=1.15)) == ()
+
+
 def test_a_track_still_checking_is_never_flagged():
     models = {**AGREE, "stacker": ("bob", 0.7)}
     assert flag_reasons(view(TrackState.CHECKING, "unknown", models, margin=math.nan)) == ()
