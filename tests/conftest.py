@@ -110,3 +110,14 @@ def madonna_then_stranger(seed, strangers_dir):
         photo = read_image(path)
         faces.append((identity, photo, detector.detect(photo)[0].box))
     return DemoScene.with_faces(faces, script=[[0], [1]])
+
+
+def write_clip(scene, path: Path) -> Path:
+    """One loop of a demo scene as a real MJPG video file (what a recorded gate camera gives)."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), scene.fps, scene.size)
+    for index in range(scene.period):
+        writer.write(cv2.cvtColor(scene.render(index), cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path

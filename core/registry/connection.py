@@ -31,6 +31,7 @@ import functools
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from time import sleep
@@ -67,6 +68,16 @@ def data_dir() -> Path:
     from core.assets import user_dir
 
     return user_dir(DATA_DIR_ENV, "data")
+
+
+# Files this process has SQLite connections to, by resolved path.  SQLite coordinates processes with
+# POSIX advisory locks, and closing *any* descriptor of the database file drops every such lock this
+# process holds on it; another process closing its last connection then thinks it is the last user
+# and deletes the WAL and shared-memory files under our live connections ("disk I/O error" on every
+# later open).  So the raw header read below happens only while this process has no connection to
+# the file yet.
+_open_counts: dict[str, int] = {}
+_open_lock = threading.Lock()
 
 
 def _check_header(path: Path) -> None:
@@ -145,6 +156,7 @@ class RegistryBase:
         self.db = db
         self._timeout = timeout
         self._closed = False
+        self._key: str | None = None
 
     # ------------------------------------------------------------------------- opening and closing
 
@@ -174,22 +186,27 @@ class RegistryBase:
         if path.is_dir():
             raise RegistryError(f"{path} is a folder, not a FaceGate database file.")
         path.parent.mkdir(parents=True, exist_ok=True)
-        _check_header(path)
-        try:
-            conn = sqlite3.connect(str(path), timeout=timeout)
-        except sqlite3.Error as exc:
-            raise RegistryError(f"Cannot open the FaceGate database {path} ({exc}); check the path "
-                                "and its permissions.") from exc
+        key = str(path.resolve())
+        with _open_lock:
+            if not _open_counts.get(key):
+                _check_header(path)  # no connection of ours to this file yet: a raw read is safe
+            try:
+                conn = sqlite3.connect(str(path), timeout=timeout)
+            except sqlite3.Error as exc:
+                raise RegistryError(f"Cannot open the FaceGate database {path} ({exc}); check the path "
+                                    "and its permissions.") from exc
+            _open_counts[key] = _open_counts.get(key, 0) + 1
         db = Database(conn, execute_plugins=False)
         reg = cls(path, db, timeout)
+        reg._key = key
         try:
             reg._setup()
         except sqlite3.DatabaseError as exc:
-            db.close()
+            reg.close()
             err = reg._translate(exc, opening=True)
             raise err from exc
         except BaseException:
-            db.close()
+            reg.close()
             raise
         return reg
 
@@ -246,6 +263,13 @@ class RegistryBase:
         if not self._closed:
             self._closed = True
             self.db.close()
+            if self._key is not None:
+                with _open_lock:
+                    left = _open_counts.get(self._key, 0) - 1
+                    if left > 0:
+                        _open_counts[self._key] = left
+                    else:
+                        _open_counts.pop(self._key, None)
 
     def __enter__(self) -> Self:
         return self

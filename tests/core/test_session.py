@@ -21,21 +21,13 @@ from core.live.session import (
 )
 from core.live.sources import SourceState
 from core.types import UNKNOWN
-from tests.conftest import madonna_then_stranger
+from tests.conftest import madonna_then_stranger, write_clip
 
 
 @pytest.fixture(scope="module")
 def gate_clip(tmp_path_factory, seed, strangers_dir) -> Path:
     """A real video file: Madonna (a val photo, never trained on) walks up, then a stranger."""
-    import cv2
-
-    scene = madonna_then_stranger(seed, strangers_dir)
-    path = tmp_path_factory.mktemp("clips") / "gate.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), scene.fps, scene.size)
-    for index in range(scene.period):
-        writer.write(cv2.cvtColor(scene.render(index), cv2.COLOR_RGB2BGR))
-    writer.release()
-    return path
+    return write_clip(madonna_then_stranger(seed, strangers_dir), tmp_path_factory.mktemp("clips") / "gate.avi")
 
 
 def copy_registry(src: Path, dst: Path) -> Path:

@@ -18,7 +18,7 @@ import pytest
 from core.live.session import SessionSettings
 from core.live.sources import SourceState
 from core.live.tracking import TrackState, TrackView
-from tests.conftest import madonna_then_stranger
+from tests.conftest import madonna_then_stranger, write_clip
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,14 +31,7 @@ def gate_scene(seed, strangers_dir):
 @pytest.fixture(scope="module")
 def gate_clip(tmp_path_factory, gate_scene) -> Path:
     """A real video file of the scene: Madonna walks up, then a stranger."""
-    import cv2
-
-    path = tmp_path_factory.mktemp("clips") / "gate.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), gate_scene.fps, gate_scene.size)
-    for index in range(gate_scene.period):
-        writer.write(cv2.cvtColor(gate_scene.render(index), cv2.COLOR_RGB2BGR))
-    writer.release()
-    return path
+    return write_clip(gate_scene, tmp_path_factory.mktemp("clips") / "gate.avi")
 
 
 @pytest.fixture()
