@@ -60,21 +60,29 @@ def trained_registry(work: Path) -> Path:
         cache.mkdir(parents=True, exist_ok=True)
         with Registry.open(cache / "facegate.db") as reg:
             ensure_demo_registry(reg, FacePipeline(), cache / "models")
+    from core.registry import Registry
+
+    Registry.open(cache / "facegate.db").close()  # schema migrations done here, not while measuring
     return Path(shutil.copytree(cache, work / "data"))
 
 
 def start_heartbeat():
-    """A 10 ms timer on the GUI thread; returns (phase holder, largest gap per phase, the timer)."""
+    """A 10 ms timer on the GUI thread; returns (phase holder, largest gap per phase, the timer).
+
+    A gap counts for a phase only if it started in that phase: switching the phase (``phase[0] =``)
+    while the event loop was not running (between phases) does not charge the new phase with it.
+    """
     from PySide6.QtCore import Qt, QTimer
 
-    last = [time.monotonic()]
+    last = [time.monotonic(), "launch"]
     phase = ["launch"]
     phase_gaps: dict[str, float] = {}
 
     def beat() -> None:
         now = time.monotonic()
-        phase_gaps[phase[0]] = max(phase_gaps.get(phase[0], 0.0), now - last[0])
-        last[0] = now
+        if last[1] == phase[0]:
+            phase_gaps[phase[0]] = max(phase_gaps.get(phase[0], 0.0), now - last[0])
+        last[0], last[1] = now, phase[0]
 
     heartbeat = QTimer()
     heartbeat.setTimerType(Qt.TimerType.PreciseTimer)

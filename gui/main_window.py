@@ -92,6 +92,7 @@ class MainWindow(QMainWindow):
         self._closing = False
         self.setWindowTitle(f"{title} — {', '.join(self.cameras)}")
         self.setStyleSheet(theme.STYLESHEET)
+        self.setFont(theme.font(theme.BASE_POINTS))
         self._build()
         self._shortcuts()
         self.worker = SessionWorker(settings)

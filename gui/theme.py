@@ -64,8 +64,12 @@ def font(points: float, bold: bool = False) -> QFont:
     return f
 
 
+BASE_POINTS = 11.0
+"""The console's base font size; set on the window with ``setFont`` (a ``font-size`` in the style
+sheet would override every widget's own ``setFont``, and the decision words must be large)."""
+
 STYLESHEET = f"""
-QWidget {{ background: {BACKGROUND.name()}; color: {TEXT.name()}; font-size: 11pt; }}
+QWidget {{ background: {BACKGROUND.name()}; color: {TEXT.name()}; }}
 QLabel, QRadioButton, QCheckBox {{ background: transparent; }}
 QTableView, QTreeView, QListView {{ background: {PANEL.name()}; alternate-background-color: #262a33;
     gridline-color: #3a3f4b; selection-background-color: #3b5bdb; }}

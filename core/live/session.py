@@ -465,8 +465,7 @@ class LiveSession:
         # TensorFlow's import, a stall every thread (and the console's GUI thread) waits out.
         import gc
 
-        gc.collect()
-        gc.freeze()
+        gc.freeze()  # no gc.collect() first: that full collection is itself the stall
         self._check()
         options = MonitorOptions(max_frame_age_s=self.settings.max_frame_age_s, min_face_size=self.settings.min_face)
         monitor = Monitor(self._sources, model, pipeline, options,

@@ -114,6 +114,7 @@ class SettingsDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("FaceGate — Settings")
         self.setStyleSheet(theme.STYLESHEET)
+        self.setFont(theme.font(theme.BASE_POINTS))
         self.settings = settings
         self.registry_path = Path(registry_path)
         self.path = path
