@@ -44,7 +44,7 @@ THUMB_CACHE = 400
 COLUMNS: tuple[str, ...] = ("thumbnail", "time", "camera", "decision", "person", *theme.MODEL_ORDER, "distance",
                             "guard")
 HEADERS: dict[str, str] = {"thumbnail": "", "time": "Time", "camera": "Camera", "decision": "Decision",
-                           "person": "Person", **theme.MODEL_NAMES, "distance": "Distance", "guard": "Guard"}
+                           "person": "Person", **theme.MODEL_NAMES, "distance": "Dist.", "guard": "Guard"}
 
 ROW_ROLE = Qt.ItemDataRole.UserRole + 1
 """The row's :class:`~core.registry.EventRow`."""

@@ -229,7 +229,7 @@ class EventsView(QWidget):
         rows.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         rows.setDefaultSectionSize(ROW_HEIGHT)
         header = table.horizontalHeader()
-        header.setFont(theme.font(12, bold=True))
+        header.setFont(theme.font(11, bold=True))
         header.setMinimumSectionSize(60)
         header.setHighlightSections(False)
         header.setTextElideMode(Qt.TextElideMode.ElideRight)
