@@ -17,12 +17,18 @@ from core.errors import FaceGateError
 
 def cmd_console(args: argparse.Namespace) -> int:
     """Run ``facegate console`` through the runner the launcher gave, if any."""
+    from core.live.session import parse_sources
+    from core.live.sources import open_source
+
+    # Bad cameras and output paths fail here, in one line, before a window or a model is made.
+    for name, spec in parse_sources(args.source or []) if args.source else []:
+        open_source(spec, name=name)  # created, not started: a missing file or bad scheme is refused
+    if args.screenshot:
+        check_output_file(Path(args.screenshot), create_folder=True)
     runner = getattr(args, "console_runner", None)
     if runner is None:
         raise FaceGateError("The console is part of FaceGate's window program: start it with the 'facegate' "
                             "command (it needs PySide6), or use the headless 'facegate monitor'.")
-    if args.screenshot:
-        check_output_file(Path(args.screenshot), create_folder=True)
     return int(runner(args))
 
 

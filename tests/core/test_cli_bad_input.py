@@ -41,9 +41,11 @@ INPUTS = {
     ("import", "dataset"): "folder",
     ("restore", "file"): "file",
     ("monitor", "--source"): "file",
+    ("console", "--source"): "file",
 }
 # Arguments that name a file (or folder) the command writes.
-OUTPUTS = {("evaluate", "--report"), ("evaluate", "--out"), ("events", "--csv"), ("backup", "file")}
+OUTPUTS = {("evaluate", "--report"), ("evaluate", "--out"), ("events", "--csv"), ("backup", "file"),
+           ("console", "--screenshot")}
 # Free text: any value is valid.
 TEXT = {"--id", "--name", "--department", "id"}
 # Options with a type of their own, and values it must refuse.
