@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QStatusBar,
     QTabWidget,
@@ -115,6 +116,8 @@ class MainWindow(QMainWindow):
         row.setContentsMargins(0, 0, 0, 0)
         self.loading_text = QLabel("Starting…")
         self.loading_text.setFont(theme.font(12))
+        # Progress lines can be long (a photo's path): never let them widen the window.
+        self.loading_text.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.loading_bar = QProgressBar()
         self.loading_bar.setRange(0, 1000)
         row.addWidget(self.loading_text, 2)
