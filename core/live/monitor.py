@@ -18,7 +18,7 @@ decision, with the face's thumbnail, each model's probability, the distance, the
 model version.  :class:`Monitor` puts cameras, one shared recognition model and the writer
 together, and reloads the model when the registry's active model or enrolment changes.
 
-Nothing here imports Qt: the console's QThread only wraps a :class:`Monitor`.
+Nothing here imports Qt: the console drives a :class:`Monitor` through :mod:`core.live.session`.
 """
 
 from __future__ import annotations
