@@ -51,6 +51,8 @@ class BackupMixin(RegistryBase):
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.tmp")
         try:
+            # A backup holds the same photos and embeddings: readable by its owner only.
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
             target = sqlite3.connect(str(tmp))
             try:
                 self.db.conn.backup(target)

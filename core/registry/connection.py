@@ -31,6 +31,7 @@ import functools
 import logging
 import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -78,6 +79,51 @@ def data_dir() -> Path:
 # the file yet.
 _open_counts: dict[str, int] = {}
 _open_lock = threading.Lock()
+
+
+def make_private(path: Path, mode: int) -> None:
+    """Tighten ``path`` to ``mode`` (0700 for the data folder, 0600 for its files) if it is looser.
+
+    The registry holds photos, embeddings and the HR passphrase's hash: no other local account may
+    read it.  Logged as a warning when permissions were tightened; POSIX only.
+    """
+    if os.name != "posix":
+        return
+    try:
+        current = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if not current & ~mode:
+        return
+    try:
+        os.chmod(path, mode)
+    except OSError as exc:
+        log.warning("%s can be read by other accounts (mode %o) and could not be made private: %s", path,
+                    current, exc)
+        return
+    log.warning("%s could be read by other accounts (mode %o); made it private (%o)", path, current, mode)
+
+
+def _private_folder(folder: Path) -> None:
+    """Make the data folder 0700 when it is FaceGate's own: owned by us, not sticky (``/tmp``), not the
+    home folder, and holding nothing but the registry and its models (a shared folder someone pointed
+    ``--data-dir`` at is left alone, with a warning)."""
+    if os.name != "posix":
+        return
+    try:
+        info = folder.stat()
+        entries = {p.name for p in folder.iterdir()}
+    except OSError:
+        return
+    own = {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", "models", "backups"}
+    ours = (info.st_uid == os.getuid() and not info.st_mode & stat.S_ISVTX
+            and folder.resolve() != Path.home().resolve()
+            and all(name in own or name.startswith((f".{DB_NAME}", f"{DB_NAME}.")) for name in entries))
+    if ours:
+        make_private(folder, 0o700)
+    elif stat.S_IMODE(info.st_mode) & 0o077:
+        log.warning("the data folder %s can be listed by other accounts and holds other files: keep the registry "
+                    "in a folder of its own (--data-dir)", folder)
 
 
 def _check_header(path: Path) -> None:
@@ -185,11 +231,16 @@ class RegistryBase:
         path = Path(path).expanduser() if path is not None else data_dir() / DB_NAME
         if path.is_dir():
             raise RegistryError(f"{path} is a folder, not a FaceGate database file.")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.exists():
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _private_folder(path.parent)
         key = str(path.resolve())
         with _open_lock:
             if not _open_counts.get(key):
                 _check_header(path)  # no connection of ours to this file yet: a raw read is safe
+                if not path.exists():  # created private, so not even the first write is readable by others
+                    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+                make_private(path, 0o600)
             try:
                 conn = sqlite3.connect(str(path), timeout=timeout)
             except sqlite3.Error as exc:
@@ -201,6 +252,8 @@ class RegistryBase:
         reg._key = key
         try:
             reg._setup()
+            for suffix in ("-wal", "-shm"):  # SQLite gives these the database file's mode; older ones may differ
+                make_private(path.with_name(path.name + suffix), 0o600)
         except sqlite3.DatabaseError as exc:
             reg.close()
             err = reg._translate(exc, opening=True)
