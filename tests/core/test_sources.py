@@ -117,6 +117,11 @@ def test_default_names_and_spec_errors(tmp_path):
     assert src.name == "10.1.2.3"
     assert "s3cret" not in src.status().spec and "***" in src.status().spec
     assert redact_url("http://cam.local/x.mjpg") == "http://cam.local/x.mjpg"
+    # Credentials in the query string are masked too, and a malformed address never raises.
+    assert redact_url("http://10.0.0.9/video.cgi?user=admin&pwd=s3cret") == "http://10.0.0.9/video.cgi?user=admin&pwd=***"
+    assert redact_url("rtsp://admin:s3cret@10.0.0.9:99999/x?token=abc") == "rtsp://admin:***@10.0.0.9:99999/x?token=***"
+    query = open_source("http://10.1.2.3/video.cgi?user=admin&password=s3cret")
+    assert "s3cret" not in query.status().spec and "s3cret" not in query.status().line()
     assert src.status().state is S.STOPPED  # created, not started
 
     with pytest.raises(CameraError, match="does not exist"):

@@ -9,10 +9,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import numpy as np
 
+from core.live.sources.addresses import display_spec
 from core.live.sources.base import SourceOptions
 from core.live.sources.threaded import _FFMPEG_OPEN_GATE, _Reader, _SourceFailure, _ThreadedSource
 from core.vision.imageio import to_rgb8
@@ -111,18 +112,9 @@ class _CaptureReader(_Reader):
 
 
 def redact_url(url: str) -> str:
-    """Mask the password in a URL (``rtsp://admin:***@10.0.0.7/…``) for logs and status lines."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username or ''}:***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """The URL as it may be shown in logs and status lines: the user-info password and password-like
+    parameters masked (``rtsp://admin:***@10.0.0.7/…?pwd=***``); never raises."""
+    return display_spec(url)
 
 
 class StreamSource(_ThreadedSource):
