@@ -40,7 +40,15 @@ class RegistryError(FaceGateError):
 
 
 class PermissionDenied(FaceGateError):
-    """An HR action was attempted without the right HR passphrase."""
+    """An HR action was attempted without the right HR account and passphrase."""
+
+
+class AccountLocked(PermissionDenied):
+    """An account is locked for a while after too many wrong passphrases, or must wait before the next try."""
+
+
+class UntrustedState(FaceGateError):
+    """What decides who is let in does not match what HR signed (or HR has not signed it yet)."""
 
 
 class WeakPassphrase(FaceGateError):

@@ -3,13 +3,18 @@
 Everything it shows comes from the live session's signals (:class:`gui.session_worker.SessionWorker`,
 on its own QThread); everything it asks of the registry goes through that worker or through the views'
 own core APIs.  Closing the window stops every thread and writes every pending event.
+
+The status bar says whether what decides who is let in is signed by HR (``ModelInfo.trust``); a
+registry changed without HR's signature is an alarm, and the Settings dialog opens with the decision
+HR signed, not ``console.toml``'s copy.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -53,12 +58,40 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Alarm:
-    """An UNKNOWN or FLAGGED decision the guard has not acknowledged yet."""
+    """An UNKNOWN or FLAGGED decision, or a security warning, the guard has not acknowledged yet."""
 
-    camera: str
-    state: str  # "unknown" or "flagged"
+    camera: str  # "" for an alarm about the whole console (no tile is marked)
+    state: str  # "unknown", "flagged" or "untrusted"
     text: str
     time: datetime
+
+
+UNTRUSTED_MARK = "does not match what HR signed"
+"""In a session error's message when the registry's security state fails HR's signature."""
+UNTRUSTED_ALARM = ("Registry changed without HR's signature: the console keeps the last verified model. "
+                   "Call HR.")
+_SIGNER = re.compile(r"^signed by (\S+) at ")
+
+
+def trust_display(trust: str) -> tuple[str, str]:
+    """``(short text, colour name or "")`` for the status bar from a ``TrustState.status()`` line.
+
+    The marks are ones DejaVu Sans draws (✔ ⚠ ✖): a padlock emoji is a blank box on a console PC
+    without an emoji font.
+    """
+    amber, red = theme.DECISION_COLOURS["checking"].name(), theme.DECISION_COLOURS["unknown"].name()
+    if not trust:
+        return "", ""
+    if trust.startswith("REFUSED"):
+        return "✖ Refused: not what HR signed", red
+    if trust.startswith("UNSIGNED"):
+        return "⚠ Unsigned: no HR accounts", amber
+    if "UNANCHORED" in trust:
+        return "⚠ Unanchored: signed, but no trust anchor installed", amber
+    match = _SIGNER.match(trust)
+    if match:
+        return f"✔ Signed by {match.group(1)} · anchored", ""
+    return trust if len(trust) <= 60 else trust[:59] + "…", ""
 
 
 class MainWindow(QMainWindow):
@@ -164,8 +197,11 @@ class MainWindow(QMainWindow):
             label = QLabel(f"● {name} connecting")
             self.camera_labels[name] = label
             bar.addWidget(label)
+        self.trust_label = QLabel("")
+        self.trust_label.setVisible(False)  # until the session says what it verified
         self.model_label = QLabel("model: loading…")
         self.today_label = QLabel("today: —")
+        bar.addPermanentWidget(self.trust_label)
         bar.addPermanentWidget(self.model_label)
         bar.addPermanentWidget(self.today_label)
         fullscreen = QAction("Full screen", self)
@@ -256,6 +292,24 @@ class MainWindow(QMainWindow):
         self.names.clear()
         self.names.update(info.names)
         self.model_label.setText(f"model {info.version} · {info.people} people enrolled")
+        self.set_trust(info.trust)
+        self._follow_decision(info)
+
+    def set_trust(self, trust: str, *, text: str = "", colour: str = "") -> None:
+        """Show the security state compactly, the whole sentence as the tooltip."""
+        if not text:
+            text, colour = trust_display(trust)
+        self.trust_label.setText(text)
+        self.trust_label.setToolTip(trust)
+        self.trust_label.setStyleSheet(f"color: {colour}; font-weight: bold;" if colour else "")
+        self.trust_label.setVisible(bool(text))
+
+    def _follow_decision(self, info: ModelInfo) -> None:
+        """The Settings dialog opens with the decision in force (HR's signed one), never the file's copy."""
+        from core.live.settings import ConsoleSettings
+
+        if info.policy is not None and isinstance(self.console, ConsoleSettings):
+            self.console = replace(self.console, policy=info.policy, min_face=info.min_face)
 
     @Slot(object)
     def on_model(self, info: ModelInfo) -> None:
@@ -345,12 +399,19 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def on_error(self, error: SessionError) -> None:
+        untrusted = UNTRUSTED_MARK in error.message
+        if untrusted:
+            self.set_trust(error.message, text="✖ Not what HR signed",
+                           colour=theme.DECISION_COLOURS["unknown"].name())
         if error.fatal:
             self.problem.setText(f"{error.where}: {error.message}")
             self.problem.setVisible(True)
             self.loading.setVisible(False)
         else:
             self.statusBar().showMessage(f"{error.where}: {error.message}", 15000)
+            if untrusted:  # the model watcher refused a change: recognition goes on with what was verified
+                self.alarms.append(Alarm("", "untrusted", f"⚠ {UNTRUSTED_ALARM}", datetime.now()))
+                self._show_alarm()
 
     @Slot(object)
     def on_ended(self, end: SessionEnd) -> None:
@@ -421,11 +482,11 @@ class MainWindow(QMainWindow):
             return
         alarm = self.alarms[0]
         more = f"   (+{len(self.alarms) - 1} more)" if len(self.alarms) > 1 else ""
-        colour = theme.DECISION_COLOURS[alarm.state]
+        colour = theme.DECISION_COLOURS["unknown" if alarm.state == "untrusted" else alarm.state]  # red: call HR
         self.banner.setText(f"{alarm.text}{more}   —   [Space] acknowledge")
         self.banner.setStyleSheet(f"background: {colour.name()}; color: white; padding: 10px; border: 0;")
         self.banner.setVisible(True)
-        pending = {a.camera: a.state for a in reversed(self.alarms)}
+        pending = {a.camera: a.state for a in reversed(self.alarms) if a.camera}
         for name, tile in self.grid.tiles.items():
             tile.set_alarm(pending.get(name))
 
@@ -452,17 +513,23 @@ class MainWindow(QMainWindow):
     @Slot()
     def open_settings(self) -> None:
         """Settings: cameras (tested live before saving) and the decision policy (HR)."""
-        from core.live.settings import ConsoleSettings
+        from core.live.settings import ConsoleSettings, decision_changed
         from gui.settings import SettingsDialog
 
         current = self.console if isinstance(self.console, ConsoleSettings) else ConsoleSettings()
+        info = self.model_info
+        if info is not None and info.policy is not None:  # no settings file read: still the decision in force
+            current = replace(current, policy=info.policy, min_face=info.min_face)
         dialog = SettingsDialog(current, self._registry_path(), self, path=self.settings_path)
         if not dialog.exec():
             return
         new = dialog.result_settings()
         self.console = new
         session = new.session_settings(data_dir=self.settings.data_dir or new.data_dir)
-        if session != self.settings:
+        # The session decides with what HR signed whatever ``policy`` says, so a difference from the
+        # file's copy it was started with is no reason to restart; a decision HR just signed is.
+        same_run = replace(session, policy=self.settings.policy, min_face=self.settings.min_face) == self.settings
+        if not same_run or decision_changed(current, new):
             self.restart_session(session)
 
     def restart_session(self, settings: SessionSettings) -> None:

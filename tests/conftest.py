@@ -9,6 +9,48 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ["FACEGATE_SYSLOG"] = "0"  # tests never write to this machine's system log
+
+HR_PASSPHRASE = "correct horse battery staple"
+"""The passphrase of the test HR accounts made by :func:`make_hr`."""
+
+
+@pytest.fixture(autouse=True)
+def _own_trust_dir(tmp_path_factory, monkeypatch):
+    """Every test gets an empty trust-anchor folder of its own: nothing is written to /etc/facegate."""
+    from core.registry.anchor import ANCHOR_FILE, system_trust_dir
+
+    if (system_trust_dir() / ANCHOR_FILE).exists():
+        pytest.skip(f"a FaceGate trust anchor is installed on this machine ({system_trust_dir()}); the tests "
+                    "need a machine without one")
+    monkeypatch.setenv("FACEGATE_TRUST_DIR", str(tmp_path_factory.mktemp("trust")))
+
+
+def clone_registry(db: Path, models: Path, dest: Path) -> tuple[Path, Path]:
+    """A private copy of a registry (SQLite backup API), its models folder and its heads journal."""
+    import shutil
+    import sqlite3
+
+    dest.mkdir(parents=True, exist_ok=True)
+    copy = dest / "facegate.db"
+    src, dst = sqlite3.connect(db), sqlite3.connect(copy)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+    shutil.copytree(models, dest / "models")
+    journal = Path(db).parent / "facegate-heads.log"  # its lines name the original: not compared, not missing
+    if journal.exists():
+        shutil.copy(journal, dest / "facegate-heads.log")
+    return copy, dest / "models"
+
+
+def make_hr(reg, name: str = "hr.lead", *, role: str = "admin"):
+    """Create the first account of ``reg`` (signing its state) and return its logged-in session."""
+    from core.registry.accounts import init_accounts
+
+    return init_accounts(reg, name, HR_PASSPHRASE, role=role)
 
 
 @pytest.fixture(scope="session")

@@ -147,26 +147,44 @@ COUNT = IntArg(minimum=1, maximum=1_000_000_000)
 # -- the decision policy ------------------------------------------------------------------------------
 
 
-def add_policy_args(p: argparse.ArgumentParser, deep: bool = True) -> None:
+def add_policy_args(p: argparse.ArgumentParser, deep: bool = True, *, overrides: bool = False) -> None:
     """The decision options: ``--decider``, ``--min-probability``, ``--min-margin``, ``--threshold``
-    (and ``--deep`` where a model is trained)."""
-    p.add_argument("--decider", default="all", choices=["svc", "stacker", "super_learner", "all"],
-                   help="which model decides, or 'all' three must agree with the gallery (default: all)")
-    p.add_argument("--min-probability", type=PROBABILITY, default=0.5,
-                   help="the deciding model's probability floor, 0 to 1 (default: 0.5)")
-    p.add_argument("--min-margin", type=DISTANCE_MARGIN, default=0.0,
-                   help="required distance margin to the second-nearest person, 0 to 2 (default: 0)")
+    (and ``--deep`` where a model is trained).
+
+    With ``overrides`` (``facegate monitor``) they default to "not given": the run decides with the
+    settings HR signed, and giving any of them is a run-time override that needs an HR login.
+    """
+    default = (lambda value: None) if overrides else (lambda value: value)
+    how = ("; overrides HR's signed decision settings for this run: needs an HR login, audited" if overrides
+           else "")
+    p.add_argument("--decider", default=default("all"), choices=["svc", "stacker", "super_learner", "all"],
+                   help="which model decides, or 'all' three must agree with the gallery (default: all)" + how)
+    p.add_argument("--min-probability", type=PROBABILITY, default=default(0.5),
+                   help="the deciding model's probability floor, 0 to 1 (default: 0.5)" + how)
+    p.add_argument("--min-margin", type=DISTANCE_MARGIN, default=default(0.0),
+                   help="required distance margin to the second-nearest person, 0 to 2 (default: 0)" + how)
     p.add_argument("--threshold", type=DISTANCE_THRESHOLD, default=None,
-                   help="override the calibrated distance threshold (above 0, at most 2)")
+                   help="override the calibrated distance threshold (above 0, at most 2)" + how)
     if deep:
         p.add_argument("--deep", action="store_true", help="use the Deep Super Learner (thesis §5.2)")
+
+
+POLICY_OPTIONS = ("decider", "min_probability", "min_margin", "threshold")
+
+
+def policy_overridden(args: argparse.Namespace) -> dict[str, Any]:
+    """The decision options given on the command line (for ``overrides`` parsers)."""
+    return {k: getattr(args, k) for k in POLICY_OPTIONS if getattr(args, k, None) is not None}
 
 
 def policy_from_args(args: argparse.Namespace) -> Policy:
     """The decision :class:`~core.recognition.engine.Policy` the decision options ask for."""
     from core.recognition.engine import Policy
 
-    return Policy(decider=args.decider, min_probability=args.min_probability, min_margin=args.min_margin,
+    defaults = Policy()
+    return Policy(decider=args.decider or defaults.decider,
+                  min_probability=defaults.min_probability if args.min_probability is None else args.min_probability,
+                  min_margin=defaults.min_margin if args.min_margin is None else args.min_margin,
                   threshold=args.threshold)
 
 

@@ -242,11 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_policy_args(p)
     p.set_defaults(func=cmd_demo)
 
+    from core.cli.accounts import register as register_accounts
     from core.cli.console import register as register_console
     from core.cli.monitor import register as register_monitor
     from core.cli.registry import register
 
     register(sub)
+    register_accounts(sub)
     register_monitor(sub)
     register_console(sub)
     return parser

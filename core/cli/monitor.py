@@ -24,7 +24,9 @@ from core.cli.common import (
     ProgressBar,
     add_policy_args,
     data_dir,
+    open_registry,
     policy_from_args,
+    policy_overridden,
 )
 
 if TYPE_CHECKING:  # the session pulls in numpy and OpenCV: imported when the command runs, not for --help
@@ -97,6 +99,30 @@ def _summary(report: StopReport, interrupted: bool, db_path: Any, as_json: bool)
             f"{db_path}.")
 
 
+def _authorize_overrides(args: argparse.Namespace) -> str:
+    """Log HR in and audit a run-time override of the decision settings; ``""`` when none was given.
+
+    Who is let in must not change without HR: ``--threshold`` and friends used to change it silently.
+    """
+    given = policy_overridden(args)
+    if args.min_face is not None:
+        given["min_face"] = args.min_face
+    if not given:
+        return ""
+    # Validate the sources first: a typo in a camera must not cost an HR login.
+    from core.live.session import parse_sources
+    from core.registry.security import authorize_hr, credentials_from_env_or_prompt
+
+    parse_sources(tuple(args.source or ["demo"]))
+    wanted = ", ".join(f"{k} {v}" for k, v in given.items())
+    with open_registry(args) as reg:
+        session = authorize_hr(reg, credentials_from_env_or_prompt,
+                               action=f"override the decision settings for one monitor run ({wanted})")
+        reg.audit(session.actor, "policy_override", "monitor", None, given)
+    print(f"Decision settings overridden for this run by {session.actor}: {wanted} (audited).", file=sys.stderr)
+    return session.actor
+
+
 def cmd_monitor(args: argparse.Namespace) -> int:
     """Run ``facegate monitor``."""
     from core.live.session import DEFAULT_SOURCE, LiveSession, SessionCallbacks, SessionSettings
@@ -117,6 +143,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         if not args.json:
             cameras = ", ".join(f"{name} ({redact_url(spec)})" for name, spec in session.cameras)
             say(f"Monitoring {cameras} with model version {info.version} ({info.people} people). Ctrl-C stops.")
+            if info.trust:
+                say(f"Security: {info.trust}")
 
     def on_decision(decision: TrackDecision) -> None:
         say(json.dumps(_decision_json(decision)) if args.json else _format_decision(decision, session.names))
@@ -129,9 +157,11 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         if not error.fatal:
             say(f"facegate: warning: {error.where}: {error.message}", sys.stderr)
 
+    authorized_by = _authorize_overrides(args)
     settings = SessionSettings(
-        sources=tuple(args.source or [DEFAULT_SOURCE]), data_dir=data_dir(args), policy=policy_from_args(args),
-        min_face=args.min_face, max_frame_age_s=args.max_frame_age, open_timeout_s=args.open_timeout,
+        sources=tuple(args.source or [DEFAULT_SOURCE]), data_dir=data_dir(args),
+        policy=policy_from_args(args) if authorized_by else None, policy_authorized_by=authorized_by,
+        min_face=args.min_face or 80, max_frame_age_s=args.max_frame_age, open_timeout_s=args.open_timeout,
         read_timeout_s=args.read_timeout)
     callbacks = SessionCallbacks(on_progress=None if args.quiet else ProgressBar(), on_ready=on_ready,
                                  on_decision=on_decision, on_model=on_model, on_error=on_error)
@@ -199,9 +229,9 @@ def register(sub: Any) -> None:
                    help="stop after this many seconds, more than 0 (default: until Ctrl-C)")
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
     # 20 px is MTCNN's own minimum; 4096 px is more than any camera frame holds.
-    p.add_argument("--min-face", type=IntArg(minimum=20, maximum=4096), default=80,
-                   help="smallest face to look for, in pixels, 20 to 4096 (default: 80; gate faces are "
-                        "large)")
+    p.add_argument("--min-face", type=IntArg(minimum=20, maximum=4096), default=None,
+                   help="smallest face to look for, in pixels, 20 to 4096 (default: HR's signed setting, else 80; "
+                        "gate faces are large); an override needs an HR login, audited")
     p.add_argument("--max-frame-age", type=POSITIVE_SECONDS, default=1.0,
                    help="never decide on a frame older than this many seconds, more than 0 (default: 1)")
     p.add_argument("--open-timeout", type=POSITIVE_SECONDS, default=5.0,
@@ -212,5 +242,5 @@ def register(sub: Any) -> None:
     p.add_argument("--status-every", type=POSITIVE_SECONDS, default=5.0,
                    help="seconds between status lines, more than 0 (default: 5)")
     p.add_argument("--json", action="store_true", help="print one JSON object per decision / status line")
-    add_policy_args(p, deep=False)
+    add_policy_args(p, deep=False, overrides=True)
     p.set_defaults(func=cmd_monitor)

@@ -1,19 +1,22 @@
 """Registry commands of the ``facegate`` CLI: people, enroll, import, train, models, events, audit,
-verify, backup, restore, purge, passphrase.
+verify, backup, restore, purge.
 
-Reading is open to everybody (a guard); every change (enroll, remove, train, activate, restore …) needs
-the HR passphrase, from ``$FACEGATE_HR_PASSPHRASE`` or asked on the terminal. The passphrase is set on
-first use. The data directory is ``--data-dir``, else ``$FACEGATE_DATA_DIR``, else the user data dir.
+Reading is open to everybody (a guard); every change (enroll, remove, train, activate, backup, restore …)
+needs an HR login — the account from ``$FACEGATE_HR_ACCOUNT`` and its passphrase from
+``$FACEGATE_HR_PASSPHRASE``, or asked on the terminal — and ends with HR's signature over the new state.
+The accounts themselves are ``facegate accounts`` (:mod:`core.cli.accounts`). The data directory is
+``--data-dir``, else ``$FACEGATE_DATA_DIR``, else the user data dir.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
-import os
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,20 +43,17 @@ MAX_DAYS = 36_500
 RETENTION_DAYS = FloatArg(minimum=0, maximum=MAX_DAYS)
 
 
-def _actor() -> str:
-    return f"hr:{os.environ.get('USER') or os.environ.get('USERNAME') or 'cli'}"
+@contextlib.contextmanager
+def _hr(reg: Any, action: str, args: argparse.Namespace) -> Iterator[Any]:
+    """Log in an HR account for ``action``; sign the registry's state when the block ends.
 
+    Yields the :class:`~core.registry.keys.HRSession`; its ``actor`` goes into the audit rows.
+    """
+    from core.registry.security import authorize_hr, credentials_from_env_or_prompt, signed
 
-def _hr(reg: Any, action: str) -> str:
-    """Check the HR passphrase (setting it on first use); return the actor name for the audit."""
-    from core.registry.security import authorize_hr, passphrase_from_env_or_prompt
-
-    def new_passphrase() -> str:
-        print("No HR passphrase is set yet: this one becomes the HR passphrase.", file=sys.stderr)
-        return passphrase_from_env_or_prompt("New HR passphrase: ", confirm=True)
-
-    return authorize_hr(reg, passphrase_from_env_or_prompt, action=action, actor=_actor(),
-                        new_passphrase_provider=new_passphrase)
+    session = authorize_hr(reg, credentials_from_env_or_prompt, action=action)
+    with signed(reg, session, reason=action, models_dir=models_dir(args)):
+        yield session
 
 
 def since(value: str) -> datetime:
@@ -86,9 +86,8 @@ def since(value: str) -> datetime:
 
 def cmd_people_add(args: argparse.Namespace) -> int:
     """``facegate people add``."""
-    with open_registry(args) as reg:
-        actor = _hr(reg, "add an operator")
-        reg.add_operator(args.id, args.name, args.department or "", actor=actor)
+    with open_registry(args) as reg, _hr(reg, f"add operator {args.id}", args) as hr:
+        reg.add_operator(args.id, args.name, args.department or "", actor=hr.actor)
     print(f"Added {args.id} ({args.name}). Enroll photos with: facegate enroll --id {args.id} PHOTO…")
     return 0
 
@@ -126,12 +125,19 @@ def cmd_people_show(args: argparse.Namespace) -> int:
 
 def cmd_people_remove(args: argparse.Namespace) -> int:
     """``facegate people remove`` (right to erasure)."""
-    with open_registry(args) as reg:
-        actor = _hr(reg, f"erase {args.id}")
-        report = reg.remove_operator(args.id, actor=actor)
-    print(f"Erased {report.employee_id}: {report.photos} photos and {report.embeddings} embeddings deleted, "
-          f"{report.events_redacted} events redacted. Run 'facegate train' so the model forgets them too.")
-    return 0
+    from core.registry.pruning import prune_erased
+
+    with open_registry(args) as reg, _hr(reg, f"erase {args.id}", args) as hr:
+        report = reg.remove_operator(args.id, actor=hr.actor)
+        erased = (f"Erased {report.employee_id}: {report.photos} photos, {report.embeddings} embeddings, "
+                  f"{report.events_redacted} events redacted")
+        try:  # every model version trained with them goes too; the active one after a retrain
+            pruned = prune_erased(reg, models_dir(args), actor=hr.actor, progress=progress_bar(args))
+        except BaseException:
+            print(f"{erased}; their model files were not deleted yet:", file=sys.stderr)
+            raise
+    print(f"{erased}; {pruned.describe(report.employee_id)}")
+    return 1 if pruned.pending or pruned.not_retrained else 0
 
 
 # -- enrollment and training --------------------------------------------------------------------------
@@ -145,11 +151,10 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     if not any(Path(p).is_file() for p in args.photos):
         raise FaceGateError(f"No photo to enroll: {short_list(args.photos)} — no such file (or not a file). "
                             "Give the paths of photo files.")
-    with open_registry(args) as reg:
-        actor = _hr(reg, f"enroll {args.id}")
+    with open_registry(args) as reg, _hr(reg, f"enroll {args.id}", args) as hr:
         result = Enroller(reg, FacePipeline()).enroll_photos(
-            args.id, args.name or args.id, args.department or "", [Path(p) for p in args.photos], actor=actor,
-            confirm_duplicate=args.confirm_duplicate)
+            args.id, args.name or args.id, args.department or "", [Path(p) for p in args.photos],
+            actor=hr.actor, confirm_duplicate=args.confirm_duplicate)
     for name, reason in result.rejected:
         print(f"rejected: {reason}" if str(name) in reason else f"rejected: {name}: {reason}")
     print(f"{args.id}: {len(result.accepted)} photos accepted, {len(result.rejected)} rejected. "
@@ -166,9 +171,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     if not root.is_dir():
         raise FaceGateError(f"{root}: there is no such folder. Give a folder holding <employee id>/<photos>.")
     with open_registry(args) as reg:
-        actor = _hr(reg, f"import {root}")
-        results = Enroller(reg, FacePipeline()).import_dataset(root, actor=actor, progress=progress_bar(args),
-                                                               confirm_duplicate=args.confirm_duplicate)
+        with _hr(reg, f"import {root}", args) as hr:
+            results = Enroller(reg, FacePipeline()).import_dataset(root, actor=hr.actor, progress=progress_bar(args),
+                                                                   confirm_duplicate=args.confirm_duplicate)
     accepted = rejected = 0
     for person, result in results.items():
         accepted += len(result.accepted)
@@ -182,12 +187,14 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """``facegate train``."""
     from core.recognition.engine import FacePipeline
+    from core.registry.pruning import prune_erased
     from core.registry.training import retrain
 
-    with open_registry(args) as reg:
-        actor = _hr(reg, "train a new model")
-        version = retrain(reg, FacePipeline(), models_dir(args), actor=actor, progress=progress_bar(args),
+    with open_registry(args) as reg, _hr(reg, "train a new model", args) as hr:
+        version = retrain(reg, FacePipeline(), models_dir(args), actor=hr.actor, progress=progress_bar(args),
                           deep=args.deep)
+        if version.active:  # a version held back by an erasure (pending) can go now
+            prune_erased(reg, models_dir(args), actor=hr.actor)
     state = "active" if version.active else f"NOT activated ({version.status}: {version.notes})"
     print(f"Model version {version.id} trained: {state}.")
     return 0 if version.active else 1
@@ -208,9 +215,8 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 def cmd_models_activate(args: argparse.Namespace) -> int:
     """``facegate models activate``."""
-    with open_registry(args) as reg:
-        actor = _hr(reg, f"activate model {args.version}")
-        reg.activate_model(args.version, actor=actor)
+    with open_registry(args) as reg, _hr(reg, f"activate model {args.version}", args) as hr:
+        reg.activate_model(args.version, actor=hr.actor)
     print(f"Model version {args.version} is active.")
     return 0
 
@@ -220,8 +226,8 @@ def cmd_models_rollback(args: argparse.Namespace) -> int:
     with open_registry(args) as reg:
         from core.registry.training import rollback
 
-        actor = _hr(reg, "roll back the model")
-        version = rollback(reg, actor, models_dir(args))
+        with _hr(reg, "roll back the model", args) as hr:
+            version = rollback(reg, hr.actor, models_dir(args))
     print(f"Rolled back: model version {version.id} is active again.")
     return 0
 
@@ -284,24 +290,37 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """``facegate verify``."""
+    from core.registry.signing import verify_state
+
     with open_registry(args) as reg:
         problems = reg.verify()
         heads = reg.chain_heads()
+        state = verify_state(reg)
+    problems = [*problems, *state.problems]
     for problem in problems:
         print(f"PROBLEM: {problem}")
     for chain, (last_id, digest) in heads.items():
         print(f"{chain} chain head: id {last_id}, {digest}")
-    print("Registry verified: integrity check passed, event and audit chains intact." if not problems
-          else f"{len(problems)} problem(s) found.")
+    print(f"Security: {state.status()}")
+    if state.mode == "unanchored" and not state.problems:
+        print("  Unanchored: HR's public key is read from the registry itself, so someone who can write the data "
+              "folder could replace the key, the accounts and the signatures together. Install the trust anchor: "
+              "'sudo facegate accounts install-anchor'.")
+    print("Registry verified: integrity check passed, event and audit chains intact, state as HR signed it."
+          if not problems else f"{len(problems)} problem(s) found.")
     return 0 if not problems else 1
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
     """``facegate backup``."""
+    from core.registry.security import authorize_hr, credentials_from_env_or_prompt
+    from core.registry.vault import make_encrypted_backup
+
     check_output_file(Path(args.file), create_folder=True)
     with open_registry(args) as reg:
-        path = reg.backup(Path(args.file), overwrite=args.overwrite)
-    print(f"Backed up to {path} (integrity check passed).")
+        session = authorize_hr(reg, credentials_from_env_or_prompt, action=f"back up to {args.file}")
+        path = make_encrypted_backup(reg, session, Path(args.file), overwrite=args.overwrite)
+    print(f"Backed up to {path}, encrypted with HR's backup key (integrity check passed).")
     return 0
 
 
@@ -309,34 +328,36 @@ def cmd_restore(args: argparse.Namespace) -> int:
     """``facegate restore``."""
     if not Path(args.file).is_file():
         raise FaceGateError(f"There is no backup file {args.file}. Give a file written by 'facegate backup'.")
-    with open_registry(args) as reg:
-        _hr(reg, f"restore from {args.file}")
-        kept = reg.restore(Path(args.file))
+    from core.registry.pruning import prune_erased
+    from core.registry.vault import is_encrypted_backup, restore_encrypted_backup
+
+    encrypted = is_encrypted_backup(Path(args.file))
+    if not encrypted and not args.plain:
+        raise FaceGateError(f"{args.file} is not an encrypted FaceGate backup. A plain copy from before backups were "
+                            "encrypted can be restored with --plain, after checking where it came from: anyone "
+                            "who can write that file could have changed it.")
+    with open_registry(args) as reg, _hr(reg, f"restore from {args.file}", args) as hr:
+        kept = (restore_encrypted_backup(reg, hr, Path(args.file)) if encrypted
+                else reg.restore(Path(args.file), actor=hr.actor))
+        restored = reg.audit_log(action="restore", limit=1)[-1].new or {}
+        # Erasures made since the backup were applied again; model files that know those people go too.
+        pruned = prune_erased(reg, models_dir(args), actor=hr.actor, progress=progress_bar(args))
     print(f"Restored from {args.file}. The previous content is kept in {kept}.")
-    return 0
+    again = restored.get("erasures_reapplied", 0)
+    if again or pruned.deleted or pruned.retrained or pruned.pending or pruned.not_retrained:
+        print(f"{again} erasure{'' if again == 1 else 's'} made since the backup applied again; "
+              f"{pruned.describe()}")
+    return 1 if pruned.pending or pruned.not_retrained else 0
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
     """``facegate purge``."""
-    with open_registry(args) as reg:
-        actor = _hr(reg, "purge old events")
+    with open_registry(args) as reg, _hr(reg, "purge old events", args) as hr:
         if args.days is not None:
-            reg.set_setting(RETENTION_SETTING, args.days, actor=actor)
+            reg.set_setting(RETENTION_SETTING, args.days, actor=hr.actor)
         days = reg.get_setting(RETENTION_SETTING, DEFAULT_RETENTION_DAYS)
-        removed = reg.purge(days, actor=actor)
+        removed = reg.purge(days, actor=hr.actor)
     print(f"Purged {removed} events (and their snapshots) older than {days} days.")
-    return 0
-
-
-def cmd_passphrase(args: argparse.Namespace) -> int:
-    """``facegate passphrase``: set the HR passphrase, or change it."""
-    from core.registry.security import has_passphrase, passphrase_from_env_or_prompt, set_passphrase
-
-    with open_registry(args) as reg:
-        old = passphrase_from_env_or_prompt("Current HR passphrase: ") if has_passphrase(reg) else None
-        new = passphrase_from_env_or_prompt("New HR passphrase: ", confirm=True, env_var="FACEGATE_NEW_HR_PASSPHRASE")
-        set_passphrase(reg, new, old, actor=_actor())
-    print("HR passphrase set.")
     return 0
 
 
@@ -367,6 +388,8 @@ def register(sub: Any) -> None:
     p.add_argument("--department", help="department")
     p.add_argument("--confirm-duplicate", action="store_true",
                    help="enroll even though the face matches an enrolled person")
+    p.add_argument("--confirm-new-look", action="store_true",
+                   help="add photos to an existing operator even though they do not look like their enrolled ones")
     p.add_argument("photos", nargs="+", help="photo files")
     p.set_defaults(func=cmd_enroll)
 
@@ -398,16 +421,19 @@ def register(sub: Any) -> None:
     p.add_argument("--limit", type=COUNT, help="at most this many (the newest)")
     p.set_defaults(func=cmd_audit)
 
-    sub.add_parser("verify", parents=[shared], help="check the event and audit chains and the database").set_defaults(
+    sub.add_parser("verify", parents=[shared],
+                   help="check the database, the event and audit chains and HR's signature").set_defaults(
         func=cmd_verify)
 
-    p = sub.add_parser("backup", parents=[shared], help="back up the registry (SQLite backup API)")
+    p = sub.add_parser("backup", parents=[shared], help="back up the registry, encrypted (HR)")
     p.add_argument("file", help="backup file to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing backup file")
     p.set_defaults(func=cmd_backup)
 
     p = sub.add_parser("restore", parents=[shared], help="restore the registry from a backup (HR)")
     p.add_argument("file", help="backup file")
+    p.add_argument("--plain", action="store_true",
+                   help="accept an unencrypted backup made before backups were encrypted")
     p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("purge", parents=[shared], help="delete events older than the retention period (HR)")
@@ -416,5 +442,3 @@ def register(sub: Any) -> None:
                         f"(default {DEFAULT_RETENTION_DAYS} days)")
     p.set_defaults(func=cmd_purge)
 
-    sub.add_parser("passphrase", parents=[shared], help="set or change the HR passphrase").set_defaults(
-        func=cmd_passphrase)

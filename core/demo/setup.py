@@ -32,12 +32,20 @@ def ensure_demo_registry(registry: Registry, pipeline: FacePipeline, models_dir:
 
     ``cancel()`` is polled between photos and training steps; a cancelled training leaves no model.
 
+    Only a registry with no HR accounts is bootstrapped: the demo enrolls and activates without HR's
+    signature, which is fine for a brand-new (unsigned) registry and never once HR owns it.
+
     Raises
     ------
     ModelError
         If the training run's model was not activated (its checks failed), or it was cancelled.
     """
+    from core.registry.accounts import has_accounts
+
     if registry.list_operators():
+        return False
+    if has_accounts(registry):
+        log.warning("demo: the registry is empty but has HR accounts; the demo does not enroll into it")
         return False
     from core.assets import ensure_seed_assets
     from core.registry.enrollment import Enroller

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import FaceGateError, ModelError
+from core.errors import FaceGateError, ModelError, UntrustedState
 from core.live.events import ErrorCallback, EventWriter, decision_code
 from core.live.sources import FrameSource, SourceState, SourceStatus
 from core.live.tracking import (
@@ -462,6 +462,9 @@ class Monitor:
         Called from the cameras' overlay threads.
     policy
         Decision policy applied to every (re)loaded model; ``None`` keeps the model's own.
+    policy_from_registry
+        On every reload, decide with the decision settings HR signed in the registry (when there are
+        some) instead of ``policy``: the console and an un-overridden ``facegate monitor``.
     on_error
         ``on_error(where, message, fatal)``, called from the event writer's or the model watcher's
         thread when it fails (see :data:`ErrorCallback`).
@@ -470,15 +473,20 @@ class Monitor:
     on_written
         ``on_written(decision, event_id)``, called from the event writer's thread once a decision is
         in the registry (the id a guard's confirm or override refers to).
+    loaded_state
+        :meth:`~core.registry.Registry.gallery_state` when ``model`` was loaded; the watcher reloads
+        when the registry differs from it (default: as it is when the watcher starts).
     """
 
     def __init__(self, sources: Sequence[FrameSource], model: RecognitionModel, pipeline: FacePipeline,
                  options: MonitorOptions | None = None, *, registry_path: Path | None = None,
                  models_dir: Path | None = None, on_frame: Callable[[FrameResult], None] | None = None,
                  on_decision: Callable[[TrackDecision], None] | None = None, policy: Policy | None = None,
+                 policy_from_registry: bool = False,
                  detector_factory: Callable[[], Any] | None = None, on_error: ErrorCallback | None = None,
                  on_model: Callable[[RecognitionModel], None] | None = None,
-                 on_written: Callable[[TrackDecision, int], None] | None = None) -> None:
+                 on_written: Callable[[TrackDecision, int], None] | None = None,
+                 loaded_state: tuple[Any, ...] | None = None) -> None:
         names = [s.name for s in sources]
         if len(set(names)) != len(names):
             raise ValueError(f"Two cameras have the same name ({', '.join(names)}); name them apart.")
@@ -486,6 +494,8 @@ class Monitor:
             raise ValueError("The monitor needs at least one source.")
         self.options = options or MonitorOptions()
         self.policy = policy
+        self.policy_from_registry = policy_from_registry
+        self.loaded_state = loaded_state
         self.models = ModelHolder(self._with_policy(model))
         self.pipeline = pipeline
         self.registry_path = registry_path
@@ -568,12 +578,16 @@ class Monitor:
 
     def _watch(self) -> None:
         from core.registry import Registry
+        from core.registry.decision import decision_settings
+        from core.registry.signing import audit_refusal
         from core.registry.training import load_active_model
 
         assert self.registry_path is not None and self.models_dir is not None
         try:
             registry = Registry.open(self.registry_path)
-            state = registry.gallery_state()
+            # Compare with the registry as it was when the model was loaded, not as it is when this thread
+            # starts: a change in between must be looked at too.
+            state = self.loaded_state if self.loaded_state is not None else registry.gallery_state()
         except Exception as exc:  # the thread must say why it stopped, never die silently
             self.watcher_error = f"cannot open the registry {self.registry_path} to watch for model changes: {exc}"
             self._report("model-watcher", self.watcher_error, fatal=True)
@@ -584,11 +598,21 @@ class Monitor:
                     now = registry.gallery_state()
                     if now == state:
                         continue
-                    model = load_active_model(registry, self.models_dir, live_gallery=True)
+                    try:
+                        model = load_active_model(registry, self.models_dir, live_gallery=True)
+                    except UntrustedState as exc:
+                        if str(exc) != self.reload_error:  # once per distinct problem, not every poll
+                            audit_refusal(registry, "console", str(exc))
+                        raise
                     state = now
                     if model is None:
                         continue
-                    self.models.set(self._with_policy(model))
+                    if self.policy_from_registry:
+                        signed = decision_settings(registry)
+                        if signed is not None:
+                            self.policy = signed[0]
+                    model = self._with_policy(model)  # what decides from now on, and what listeners see
+                    self.models.set(model)
                     self.reloads += 1
                     self.reload_error = None
                     log.info("model reloaded: version %s, %d people in the gallery", model.version,

@@ -48,7 +48,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from core.errors import FaceGateError, ModelError
+from core.errors import FaceGateError, ModelError, UntrustedState
 from core.live.monitor import FrameResult, Monitor, MonitorOptions, check_embedder, decision_code
 from core.live.sources import FrameSource, SourceOptions, SourceState, SourceStatus, default_name, open_source
 from core.live.tracking import TrackDecision
@@ -125,9 +125,15 @@ class SessionSettings:
         The registry folder (``facegate.db`` and ``models/``); ``None``: the default
         (:func:`core.registry.data_dir`).
     policy
-        Decision policy for every (re)loaded model; ``None`` keeps each model's own.
+        A run-time override of the decision policy, used only with ``policy_authorized_by``.  Without
+        it the session decides with the decision settings HR signed in the registry
+        (:data:`~core.registry.decision.DECISION_SETTING`), else each model's own policy.
+    policy_authorized_by
+        The HR account that authorised ``policy`` (and ``min_face``) for this run, e.g. ``"hr:alice"``;
+        the caller logs it in and audits the override (``facegate monitor --threshold …``).
     min_face
-        Smallest face to look for, in frame pixels (≥ 20).
+        Smallest face to look for, in frame pixels (≥ 20), when HR signed no decision settings (or with
+        ``policy_authorized_by``).
     max_frame_age_s
         Never decide on a frame older than this (> 0).
     open_timeout_s, read_timeout_s
@@ -144,6 +150,7 @@ class SessionSettings:
     data_dir: Path | None = None
     policy: Policy | None = None
     min_face: int = 80
+    policy_authorized_by: str = ""
     max_frame_age_s: float = 1.0
     open_timeout_s: float = 5.0
     read_timeout_s: float = 5.0
@@ -172,6 +179,12 @@ class ModelInfo:
     people: int
     names: dict[str, str] = field(hash=False)
     reloaded: bool = False
+    trust: str = ""
+    """What the security check found: signed, anchored or not, or unsigned (see :mod:`core.registry.signing`)."""
+    policy: Policy | None = None
+    """The decision policy in force (HR's signed settings, an authorised override, or the model's own)."""
+    min_face: int = 80
+    """The smallest face looked for, in pixels."""
 
 
 @dataclass(frozen=True)
@@ -432,6 +445,7 @@ class LiveSession:
     def _load(self) -> Monitor:
         from core.recognition.engine import FacePipeline
         from core.registry import Registry
+        from core.registry.signing import audit_refusal
         from core.registry.training import load_active_model
 
         progress = self.callbacks.on_progress
@@ -448,8 +462,15 @@ class LiveSession:
                 self.demo_enrolled = ensure_demo_registry(registry, pipeline, models_dir,
                                                           lambda f, m: report(0.8 * f, m), cancel=self._stop.is_set)
             self._check()
-            report(0.8, "loading the model")
-            model = load_active_model(registry, models_dir, live_gallery=True)
+            report(0.8, "checking HR's signature and loading the model")
+            loaded_state = registry.gallery_state()
+            try:
+                model = load_active_model(registry, models_dir, live_gallery=True)
+            except UntrustedState as exc:
+                audit_refusal(registry, "console", str(exc))
+                raise
+            policy, min_face = self._decision(registry)
+            self._check_cameras(registry)
             if model is None:
                 if not registry.list_operators():
                     raise ModelError("Nobody is enrolled yet. Enroll operators ('facegate enroll' or 'facegate "
@@ -467,21 +488,58 @@ class LiveSession:
 
         gc.freeze()  # no gc.collect() first: that full collection is itself the stall
         self._check()
-        options = MonitorOptions(max_frame_age_s=self.settings.max_frame_age_s, min_face_size=self.settings.min_face)
+        options = MonitorOptions(max_frame_age_s=self.settings.max_frame_age_s, min_face_size=min_face)
         monitor = Monitor(self._sources, model, pipeline, options,
                           registry_path=self.registry_path if self.settings.record_events else None,
                           models_dir=models_dir, on_frame=self.callbacks.on_frame, on_decision=self._decided,
-                          policy=self.settings.policy, detector_factory=self._detector_factory,
+                          policy=policy, policy_from_registry=not self.settings.policy_authorized_by,
+                          detector_factory=self._detector_factory,
                           on_error=self._background_error, on_model=self._model_changed,
-                          on_written=lambda d, i: self._call("on_event", RecordedEvent(i, d)))
+                          on_written=lambda d, i: self._call("on_event", RecordedEvent(i, d)),
+                          loaded_state=loaded_state)
         self.monitor = monitor
-        self.model_info = ModelInfo(model.version, len(model.gallery.identities), dict(self._names))
+        self._policy, self._min_face = policy or model.policy, min_face
+        self.model_info = ModelInfo(model.version, len(model.gallery.identities), dict(self._names),
+                                    trust=str(model.metadata.get("trust", "")), policy=self._policy,
+                                    min_face=self._min_face)
         report(1.0, f"model version {model.version} ({len(model.gallery.identities)} people) ready")
         self._call("on_ready", self.model_info)
         monitor.start()
         self._running_since = time.monotonic()
         self.state = SessionState.RUNNING
         return monitor
+
+    def _check_cameras(self, registry: Any) -> None:
+        """Once HR owns the registry (it has accounts), run only the cameras HR approved.
+
+        Raises
+        ------
+        SettingsError
+            Naming the first camera HR did not approve (its address masked).
+        """
+        from core.live.sources.addresses import display_spec
+        from core.registry.accounts import has_accounts
+        from core.registry.decision import approved_cameras
+
+        if not has_accounts(registry):
+            return
+        entries = approved_cameras(registry) or []
+        approved = {spec.strip() for _, spec in parse_sources(entries)} if entries else set()
+        for name, spec in self.cameras:
+            if spec.strip() not in approved:
+                raise SettingsError(f"Camera {name} ({display_spec(spec)}) is not one HR approved for this registry; "
+                                    "HR approves cameras in Settings → Cameras or with 'facegate cameras approve'.")
+
+    def _decision(self, registry: Any) -> tuple[Policy | None, int]:
+        """The policy and minimum face size to run with: an authorised override, else what HR signed."""
+        from core.registry.decision import decision_settings
+
+        if self.settings.policy_authorized_by:
+            return self.settings.policy, self.settings.min_face
+        signed = decision_settings(registry)
+        if signed is None:
+            return None, self.settings.min_face
+        return signed
 
     def _supervise(self, monitor: Monitor) -> SessionEnd:
         """Report camera health changes; end on a fatal error, on stop, or when every source ended."""
@@ -521,7 +579,9 @@ class LiveSession:
                 self._names = {op.employee_id: op.name for op in registry.list_operators()}
         except FaceGateError as exc:
             log.warning("live session: names not refreshed: %s", exc)
-        self.model_info = ModelInfo(model.version, len(model.gallery.identities), dict(self._names), reloaded=True)
+        self.model_info = ModelInfo(model.version, len(model.gallery.identities), dict(self._names), reloaded=True,
+                                    trust=str(model.metadata.get("trust", "")), policy=model.policy,
+                                    min_face=self._min_face)
         self._call("on_model", self.model_info)
 
     # -- helpers -----------------------------------------------------------------------------------

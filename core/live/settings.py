@@ -11,8 +11,9 @@ mask them (user-info and parameters such as ``?pwd=…``), :func:`editable_spec`
 and :func:`restore_secrets` puts back the stored password the user did not retype.
 
 Changing the decision (decider, probability floor, margin, threshold, minimum face size) changes who is
-let in: :func:`apply_policy_change` saves it only with the HR passphrase and records it in the audit
-log.  Cameras and the window layout need no passphrase.
+let in: :func:`apply_policy_change` stores it in the registry, signed by HR after an HR login, and
+audited; the ``[policy]`` table of ``console.toml`` only mirrors it for display (the guard's account can
+edit this file, so the console never decides with it).  Cameras and the window layout need no login.
 
 The writer is a small serialiser for this one fixed schema rather than a TOML library: it writes the
 allowed values as comments beside the keys, which a general writer cannot, and it needs no extra
@@ -54,9 +55,9 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "CONFIG_DIR_ENV", "MAX_SHOWN", "POLICY_AUDIT_ACTION", "CameraConfig", "ConsoleSettings", "WindowState",
-    "apply_policy_change", "config_dir", "decision_changed", "decision_record", "display_spec", "editable_spec",
+    "apply_policy_change", "cameras_to_approve", "config_dir", "decision_changed", "decision_record", "display_spec", "editable_spec",
     "load_settings", "mask_text", "restore_secrets", "save_settings", "save_window", "settings_from_toml",
-    "settings_path", "settings_to_toml",
+    "settings_path", "settings_to_toml", "with_signed_decision",
 ]
 
 CONFIG_DIR_ENV = "FACEGATE_CONFIG_DIR"
@@ -650,52 +651,99 @@ def decision_changed(old: ConsoleSettings, new: ConsoleSettings) -> bool:
     return decision_record(old) != decision_record(new)
 
 
-def apply_policy_change(registry: Registry, old: ConsoleSettings, new: ConsoleSettings, *,
-                        passphrase_provider: Callable[[], str], actor: str,
-                        path: Path | str | None = None) -> str:
-    """Save ``new`` in place of ``old``; if the decision differs, only with the HR passphrase, audited.
+def cameras_to_approve(registry: Registry, settings: ConsoleSettings) -> list[str]:
+    """The cameras of ``settings`` HR has not approved yet (``NAME=SPEC``); always empty while the registry has
+    no HR accounts (nothing is approved or signed then)."""
+    from core.registry.accounts import has_accounts
+    from core.registry.decision import approved_cameras
 
-    A decision change is authorised with :func:`core.registry.security.authorize_hr` (a refusal is
-    audited there as ``hr_denied``), then recorded as a ``set_policy`` audit row on ``console`` with
-    the old and new :func:`decision_record` in the same transaction as the file is written: both
-    happen, or neither.  A change that leaves the decision alone is saved without asking.  No HR
-    passphrase is set from here: HR sets the first one (``facegate passphrase``).
+    if not has_accounts(registry):
+        return []
+    approved = {e.partition("=")[2].strip() for e in approved_cameras(registry) or []}
+    return [f"{c.name}={c.spec}" for c in settings.effective_cameras() if c.spec.strip() not in approved]
+
+
+def apply_policy_change(registry: Registry, old: ConsoleSettings, new: ConsoleSettings, *,
+                        credentials: Callable[[], tuple[str | None, str]],
+                        path: Path | str | None = None) -> str:
+    """Save ``new`` in place of ``old``; a change of who is let in only with an HR login, signed and audited.
+
+    Two kinds of change need HR, once the registry has HR accounts:
+
+    * the decision (decider, probability floor, margin, threshold, minimum face size): stored in the
+      registry, signed (:func:`core.registry.decision.set_decision_settings`, audited as ``set_policy``);
+    * a camera HR has not approved (:func:`cameras_to_approve`): every camera of ``new`` becomes the
+      approved list (:func:`core.registry.decision.set_approved_cameras`, audited as ``approve_cameras``
+      with passwords masked).  A live session runs only approved cameras, so a guard's account cannot swap
+      the gate camera for a video of an enrolled person.
+
+    The login is :func:`core.registry.security.authorize_hr` (a refusal is audited there, with the delay and
+    the lockout).  ``console.toml`` keeps a display copy of the decision: the console decides with the
+    signed settings whatever the file says.  Other changes (removing a camera, the grid, the layout) are
+    saved without asking.
 
     Parameters
     ----------
     registry
-        The open registry whose HR passphrase and audit log are used.
+        The open registry whose accounts, settings and audit log are used.
     old, new
         The settings in force and the settings to save.
-    passphrase_provider
-        Asks for the HR passphrase (a dialog, a prompt); may raise to cancel.
-    actor
-        Who asks; recorded in the audit log.
+    credentials
+        Asks for ``(account or None, passphrase)`` (a dialog, a prompt); may raise to cancel.
     path
         The settings file (default :func:`settings_path`).
 
     Returns
     -------
     str
-        The actor recorded.
+        The actor recorded (``"hr:alice"``), or ``""`` when no login was needed.
 
     Raises
     ------
     PermissionDenied
-        If the passphrase is wrong, or none is set (nothing is saved).
+        If the login is refused, or a decision change is asked of a registry with no HR accounts (nothing
+        is saved).
     SettingsError
-        If the file cannot be written (nothing is saved or audited).
+        If the file cannot be written for a change that needs no login (nothing is saved).  After a
+        login the signed settings are in force even if the file's copy could not be updated.
     """
-    if not decision_changed(old, new):
+    decision = decision_changed(old, new)
+    cameras = cameras_to_approve(registry, new)
+    if not decision and not cameras:
         save_settings(new, path)
-        return actor
+        return ""
+    from core.registry.decision import set_approved_cameras, set_decision_settings
     from core.registry.security import authorize_hr
 
-    before, after = decision_record(old), decision_record(new)
-    changes = ", ".join(f"{key} {before[key]} -> {after[key]}" for key in before if before[key] != after[key])
-    actor = authorize_hr(registry, passphrase_provider, action=f"change the console's decision policy ({changes})",
-                         actor=actor)
-    with registry.transaction():
-        registry.audit(actor, POLICY_AUDIT_ACTION, "console", before, after)
+    what = []
+    if decision:
+        before, after = decision_record(old), decision_record(new)
+        what.append("change the decision settings (" + ", ".join(
+            f"{key} {before[key]} -> {after[key]}" for key in before if before[key] != after[key]) + ")")
+    if cameras:
+        what.append("approve cameras " + ", ".join(mask_text(c) for c in cameras))
+    session = authorize_hr(registry, credentials, action="; ".join(what))
+    if decision:
+        set_decision_settings(registry, session, new.policy, new.min_face)
+    if cameras:
+        listed = new.effective_cameras()
+        set_approved_cameras(registry, session, [f"{c.name}={c.spec}" for c in listed],
+                             [f"{c.name}={c.shown_spec}" for c in listed])
+    try:
         save_settings(new, path)
-    return actor
+    except SettingsError as exc:  # the signed settings are in force; the file is only their display copy
+        log.warning("the change is saved and signed, but console.toml was not updated: %s", exc)
+    return session.actor
+
+
+def with_signed_decision(settings: ConsoleSettings, registry: Registry) -> ConsoleSettings:
+    """``settings`` with the decision HR signed in the registry (what the console really decides with)."""
+    from core.registry.decision import decision_settings
+
+    signed = decision_settings(registry)
+    if signed is None:
+        return settings
+    policy, min_face = signed
+    if (policy, min_face) != (settings.policy, settings.min_face):
+        log.info("console.toml's [policy] differs from the decision settings HR signed; the signed ones apply")
+    return replace(settings, policy=policy, min_face=min_face)

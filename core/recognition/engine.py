@@ -232,9 +232,21 @@ class RecognitionModel:
 
     @classmethod
     def load(cls, directory: Path, expect_signature: str | None = None) -> RecognitionModel:
-        """Load a model written by :meth:`save`; refuse files this program did not write."""
-        import joblib
+        """Load a model written by :meth:`save`; refuse files this program did not write.
+
+        ``model.joblib`` is read by :func:`core.recognition.safe_load.load_model_file`, which
+        unpickles only the classes a trained model holds: a crafted file cannot run code.
+
+        Raises
+        ------
+        ModelError
+            If ``model.json`` is missing or foreign, the model was trained with another
+            scikit-learn or pipeline, or ``model.joblib`` is damaged or holds anything FaceGate
+            never writes.
+        """
         import sklearn
+
+        from core.recognition.safe_load import load_model_file
 
         directory = Path(directory)
         try:
@@ -248,14 +260,19 @@ class RecognitionModel:
                              f"{sklearn.__version__}; train it again.")
         if expect_signature and meta.get("signature") != expect_signature:
             raise ModelError(f"{directory} was trained on embeddings of another pipeline; train it again.")
+        install_legacy_names()  # old module names stay importable as before; load_model_file maps them itself
+        payload = load_model_file(directory / "model.joblib")
         try:
-            install_legacy_names()  # model files written before core/ had subpackages
-            payload = joblib.load(directory / "model.joblib")
-        except Exception as exc:  # joblib raises many kinds on a damaged file
+            gallery = Gallery(payload["gallery_x"], payload["gallery_y"], k=payload["gallery_k"])
+            classifiers, calibration, policy = payload["classifiers"], payload["calibration"], payload["policy"]
+            # Only allowed classes can be in there, but not necessarily in the right places.
+            if not (isinstance(classifiers, dict) and isinstance(calibration, Calibration)
+                    and isinstance(policy, Policy)):
+                raise TypeError("its parts are not a model's")
+        except Exception as exc:  # a dict of the wrong shape fails in many ways
             raise ModelError(f"{directory}/model.joblib is damaged ({exc}); train the model again.") from exc
-        gallery = Gallery(payload["gallery_x"], payload["gallery_y"], k=payload["gallery_k"])
         meta = {k: v for k, v in meta.items() if k not in ("format", "program", "sklearn", "numpy")}
-        return cls(payload["classifiers"], gallery, payload["calibration"], payload["policy"], meta)
+        return cls(classifiers, gallery, calibration, policy, meta)
 
 
 def train_model(

@@ -3,9 +3,10 @@
 :class:`RegistryBase` owns the connection: it checks that a file is a FaceGate database before
 SQLite touches it, sets the connection up (WAL, busy timeout, foreign keys, ``synchronous=FULL``,
 ``secure_delete``), applies pending migrations, turns SQLite's errors into sentences
-(:func:`_guarded`), runs transactions and appends audit rows.  The concerns of the registry
-(operators and photos, events, model versions, erasure, backup) are mixins on top of it, assembled
-into :class:`~core.registry.Registry` in :mod:`core.registry.store`.
+(:func:`_guarded`), runs transactions and appends audit rows; after each commit that appended events
+or audit rows it writes the new chain heads to the heads journal (:mod:`core.registry.journal`).
+The concerns of the registry (operators and photos, events, model versions, erasure, backup) are
+mixins on top of it, assembled into :class:`~core.registry.Registry` in :mod:`core.registry.store`.
 
 Threads and processes
 ---------------------
@@ -43,7 +44,8 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from core.errors import RegistryError
-from core.registry.chains import _AUDIT_COLS, _audit_hash, _audit_head
+from core.registry import journal
+from core.registry.chains import _AUDIT_COLS, _audit_hash, _audit_head, chain_heads
 from core.registry.records import Operator
 from core.registry.schema import _KNOWN_MIGRATIONS, MIGRATIONS
 from core.registry.sql import _fetch_all, _fetch_one, _iso, _json, _time
@@ -115,7 +117,7 @@ def _private_folder(folder: Path) -> None:
         entries = {p.name for p in folder.iterdir()}
     except OSError:
         return
-    own = {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", "models", "backups"}
+    own = {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", "models", "backups", journal.JOURNAL_NAME}
     ours = (info.st_uid == os.getuid() and not info.st_mode & stat.S_ISVTX
             and folder.resolve() != Path.home().resolve()
             and all(name in own or name.startswith((f".{DB_NAME}", f"{DB_NAME}.")) for name in entries))
@@ -203,6 +205,8 @@ class RegistryBase:
         self._timeout = timeout
         self._closed = False
         self._key: str | None = None
+        # Chain heads appended by the open transaction, chain → (id, hash): journaled after its COMMIT.
+        self._pending_heads: dict[str, tuple[int, str]] = {}
 
     # ------------------------------------------------------------------------- opening and closing
 
@@ -335,6 +339,14 @@ class RegistryBase:
         return f"<Registry {self.path}{' (closed)' if self._closed else ''}>"
 
     @property
+    def journal_path(self) -> Path:
+        """The heads journal of this registry (``$FACEGATE_HEADS_JOURNAL`` or beside the file).
+
+        See :mod:`core.registry.journal`.
+        """
+        return journal.journal_path_for(self.path)
+
+    @property
     def schema_version(self) -> int:
         """Number of FaceGate migrations applied to this file (equals :data:`SCHEMA_VERSION`)."""
         return len(MIGRATIONS.applied(self.db))
@@ -373,6 +385,10 @@ class RegistryBase:
         way because another process wrote in between.  Nested blocks become savepoints.  Keep
         blocks short: other writers wait for them (up to the busy timeout).
 
+        After the outermost block commits, the newest event and audit heads it appended are written
+        to the heads journal (:mod:`core.registry.journal`), one line per chain; a failed journal
+        write is logged and counted, never raised (the commit already happened).
+
         Examples
         --------
         >>> with reg.transaction():
@@ -381,9 +397,16 @@ class RegistryBase:
         """
         conn = self.db.conn
         if conn.in_transaction:
-            with self.db.atomic():
-                yield self
+            noted = dict(self._pending_heads)
+            try:
+                with self.db.atomic():
+                    yield self
+            except BaseException:
+                self._pending_heads = noted  # the savepoint was rolled back, and the heads it noted with it
+                raise
             return
+        # Heads noted outside a transaction() of ours belong to a commit we never saw: not ours to vouch for.
+        self._pending_heads = {}
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.DatabaseError as exc:
@@ -392,13 +415,32 @@ class RegistryBase:
             with self.db.atomic():  # a savepoint inside the immediate transaction
                 yield self
         except BaseException:
+            self._pending_heads = {}
             self.db.rollback()
             raise
         try:
             conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
+            self._pending_heads = {}
             self.db.rollback()
             raise self._translate(exc) from exc
+        heads, self._pending_heads = self._pending_heads, {}
+        if heads:
+            journal.append_heads(self.journal_path, self.path, heads)
+
+    def _note_head(self, chain: str, row_id: int, digest: str) -> None:
+        """Remember the newest row of ``chain`` appended in the open transaction, for the journal."""
+        self._pending_heads[chain] = (row_id, digest)
+
+    def _journal_restore(self) -> None:
+        """Append a restore marker to the heads journal: the lines before it describe replaced content.
+
+        Call at the very end of a restore, after its ``restore`` audit row was committed.
+        """
+        row = self._one("SELECT id, hash FROM audit WHERE action = 'restore' ORDER BY id DESC LIMIT 1")
+        if row is not None:
+            journal.append_restore_marker(self.journal_path, self.path, (row["id"], row["hash"]),
+                                          chain_heads(self.db.conn))
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         return _fetch_all(self.db.conn, sql, params)
@@ -429,6 +471,7 @@ class RegistryBase:
         digest = _audit_hash(row)
         self.db.conn.execute(
             f"INSERT INTO audit ({_AUDIT_COLS}, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [*row, digest])
+        self._note_head("audit", prev_id + 1, digest)
         return prev_id + 1
 
     # ------------------------------------------------------------------------ operator lookups

@@ -24,8 +24,12 @@ the matched employee id, unless ``confirm_duplicate=True`` (twins, a re-hire und
 outcomes are audited (``duplicate_refused`` / ``duplicate_confirmed``).  The exact same picture
 (same SHA-256) is never enrolled for two people, confirmed or not.
 
-Photos added to an **existing** operator are not compared with other people: that operator's
-identity was checked when they were created.
+Photos added to an **existing** operator must show that operator: each accepted photo's distance to
+the operator's nearest enrolled embedding must be within the same threshold, else the photo is
+rejected ("does not look like E1001's enrolled photos") and the refusal audited
+(``face_mismatch_refused``) — otherwise anyone's face could be added to E1001 and let in as E1001.
+A real change of looks (a beard, an accident) is enrolled with ``confirm_new_look=True``, audited as
+``face_mismatch_confirmed``.
 """
 
 from __future__ import annotations
@@ -319,6 +323,7 @@ class Enroller:
         *,
         actor: str,
         confirm_duplicate: bool = False,
+        confirm_new_look: bool = False,
         source: Literal["file", "camera"] | str = "file",
         progress: Progress | None = None,
         cancel: Cancel | None = None,
@@ -339,6 +344,9 @@ class Enroller:
             The HR user, for the audit trail.
         confirm_duplicate
             Enroll a new operator even though their face matches an enrolled person (audited).
+        confirm_new_look
+            Add photos to an existing operator even though they do not look like the operator's enrolled
+            photos (a real change of looks; audited).  Without it such photos are rejected.
         source
             ``"file"`` or ``"camera"`` (or e.g. ``"camera:hr-desk"``); stored with each photo as
             ``"<source>:<photo name>"``.  Camera photos get the current time as capture time.
@@ -370,6 +378,8 @@ class Enroller:
                 progress(i / max(len(photos), 1), f"{employee_id}: photo {i + 1} of {len(photos)}")
 
         operator_id, prepared, rejected = self._gate_all(employee_id, photos, before)
+        if operator_id is not None and prepared:
+            prepared = self._same_face(employee_id, prepared, rejected, actor=actor, confirm=confirm_new_look)
         result = self._commit(employee_id, operator_id, name, department, prepared, rejected, actor=actor,
                               confirm_duplicate=confirm_duplicate, source=source)
         if progress is not None:
@@ -394,6 +404,33 @@ class Enroller:
             else:
                 rejected.append(item)
         return operator_id, prepared, rejected
+
+    def _same_face(self, employee_id: str, kept: list[_Prepared], rejected: list[tuple[str, str]], *,
+                   actor: str, confirm: bool) -> list[_Prepared]:
+        """The photos of ``kept`` that show the existing operator ``employee_id``; the others go to
+        ``rejected`` with their reason (and the refusal is audited), unless ``confirm``."""
+        x, labels, _ = self.registry.embeddings(self.pipeline.embedder.version,
+                                                embedder=self.pipeline.embedder.name, active_only=False)
+        own = np.asarray([label == employee_id for label in labels], dtype=bool)
+        if not own.any():
+            return kept  # no embedding to compare with yet (enrolled with another embedder, say)
+        gallery = Gallery(x[own], np.asarray(labels)[own], k=1)
+        distances = gallery.distances(np.stack([item.embedding for item in kept]))[:, 0]
+        threshold = self.duplicate_threshold_in_force()
+        far = [(item, float(d)) for item, d in zip(kept, distances) if d > threshold]
+        if not far:
+            return kept
+        record = {"photos": [item.name for item, _ in far], "distances": [round(d, 4) for _, d in far],
+                  "threshold": round(threshold, 4)}
+        if confirm:
+            self.registry.audit(actor, "face_mismatch_confirmed", employee_id, None, record)
+            return kept
+        self.registry.audit(actor, "face_mismatch_refused", employee_id, None, record)
+        for item, d in far:
+            rejected.append((item.name, f"{item.name}: does not look like {employee_id}'s enrolled photos (distance "
+                             f"{d:.2f}, more than {threshold:.2f}); enroll it under the person it shows, or "
+                             "confirm a real change of looks"))
+        return [item for item in kept if all(item is not f for f, _ in far)]
 
     def _existing(self, employee_id: str) -> int | None:
         try:

@@ -24,6 +24,8 @@ from core.registry.sql import _finite_or_none, _iso, _json, _limit, _loads, _tim
 RESERVED_AUDIT_ACTIONS = frozenset({
     "add_operator", "set_active", "remove_operator", "add_photo", "add_model_version",
     "activate_model", "rollback_model", "purge", "set_setting", "backup", "restore",
+    # Model files deleted because they were trained with an erased person (Registry.record_pruned_models).
+    "prune_models",
     # A guard's answer goes through Registry.record_guard_action, which checks the event and the reason.
     "guard_confirm", "guard_let_in", "guard_turn_away",
 })
@@ -106,6 +108,8 @@ class EventsMixin(RegistryBase):
                     [*row, digest, op_id, probs, reason, thumb, salt])
                 ids.append(last_id)
                 prev = digest
+            if ids:
+                self._note_head("events", last_id, prev)
         return ids
 
     @_guarded

@@ -132,20 +132,23 @@ class ModelVersionsMixin(RegistryBase):
         return self._model(row) if row is not None else None
 
     @_guarded
-    def gallery_state(self) -> tuple[int | None, int, int, int]:
+    def gallery_state(self) -> tuple[int | None, int, int, int, int]:
         """A cheap fingerprint of what recognition depends on.
 
-        ``(active model id, embeddings, largest embedding id, active operators)``: it changes when a
-        model is activated or rolled back, and when people are enrolled, erased, suspended or
-        reinstated, so a running monitor can poll it and reload only when something changed.
+        ``(active model id, embeddings, largest embedding id, active operators, newest HR signature)``:
+        it changes when a model is activated or rolled back, when people are enrolled, erased,
+        suspended or reinstated, and whenever HR signs a change (the decision settings, say), so a
+        running monitor can poll it and reload only when something changed.  An edit that leaves it
+        unchanged is not picked up at all: the console keeps deciding with what it verified.
         """
         row = self._one(
             "SELECT (SELECT id FROM model_versions WHERE active = 1) AS model, "
             "(SELECT count(*) FROM embeddings) AS n, (SELECT coalesce(max(id), 0) FROM embeddings) AS last, "
-            "(SELECT count(*) FROM operators WHERE active = 1) AS people")
+            "(SELECT count(*) FROM operators WHERE active = 1) AS people, "
+            "(SELECT coalesce(max(id), 0) FROM signatures) AS signed")
         assert row is not None
         return (None if row["model"] is None else int(row["model"]), int(row["n"]), int(row["last"]),
-                int(row["people"]))
+                int(row["people"]), int(row["signed"]))
 
     @_guarded
     def list_models(self) -> list[ModelVersion]:

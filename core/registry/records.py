@@ -124,3 +124,19 @@ class ErasureReport:
     photos: int
     embeddings: int
     events_redacted: int
+
+
+@dataclass(frozen=True)
+class ErasureRecord:
+    """One row of the erasure ledger (:meth:`Registry.erasure_ledger`): no personal data.
+
+    ``operator_row`` is the erased operator's internal row id (never reused, so it names that one
+    enrollment and nobody else); ``models_pruned`` the model versions whose files were deleted
+    because they were trained with the person.  A restore re-applies every erasure its backup
+    does not know of, by ``operator_row``.
+    """
+
+    id: int
+    time: datetime
+    operator_row: int
+    models_pruned: tuple[int, ...]

@@ -151,6 +151,58 @@ _SCHEMA_0002 = (
 )
 
 
+@MIGRATIONS(name="0003_security")
+def _m0003_security(db: Database) -> None:
+    for sql in _SCHEMA_0003:
+        db.execute(sql)
+    # The registry's identity: backups and trust anchors name it, so a restore or an anchor cannot be
+    # mixed up with another site's registry.  Random, no personal data.
+    import uuid
+    from datetime import UTC, datetime
+
+    db.execute("INSERT OR IGNORE INTO settings (key, value, updated) VALUES ('registry.id', ?, ?)",
+               [f'"{uuid.uuid4()}"', datetime.now(UTC).isoformat(timespec="microseconds")])
+
+
+# Named HR and admin accounts (core.registry.accounts), HR-signed snapshots of everything that decides
+# who is let in (core.registry.signing), the erasure ledger (core.registry.erasure).
+_SCHEMA_0003 = (
+    """CREATE TABLE accounts (
+        name TEXT PRIMARY KEY CHECK (length(trim(name)) > 0),
+        role TEXT NOT NULL CHECK (role IN ('hr', 'admin')),
+        record TEXT NOT NULL,
+        created TEXT NOT NULL,
+        disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1))
+    )""",
+    # Failed logins, for the progressive delay and the lockout.  Not signed (the guard's process
+    # records them); deleting rows here only resets a delay, it grants nothing.
+    """CREATE TABLE account_failures (
+        name TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL DEFAULT 0,
+        last_failure TEXT,
+        locked_until TEXT
+    )""",
+    """CREATE TABLE signatures (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time TEXT NOT NULL,
+        signer TEXT NOT NULL,
+        manifest TEXT NOT NULL,
+        signature TEXT NOT NULL
+    )""",
+    """CREATE TRIGGER signatures_no_update BEFORE UPDATE ON signatures
+       BEGIN SELECT RAISE(ABORT, 'FaceGate signatures are append-only'); END""",
+    """CREATE TRIGGER signatures_no_delete BEFORE DELETE ON signatures
+       BEGIN SELECT RAISE(ABORT, 'FaceGate signatures are append-only'); END""",
+    # One row per erasure, with no personal data: the operator's row id (never reused) and counts.
+    """CREATE TABLE erasures (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time TEXT NOT NULL,
+        operator_row INTEGER NOT NULL,
+        models_pruned TEXT NOT NULL DEFAULT '[]'
+    )""",
+)
+
+
 def _known_migrations() -> tuple[str, ...]:
     with contextlib.closing(Database(memory=True, execute_plugins=False)) as empty:
         return tuple(m.name for m in MIGRATIONS.pending(empty))
@@ -161,7 +213,7 @@ SCHEMA_VERSION = len(_KNOWN_MIGRATIONS)
 """Schema version this code writes: the number of FaceGate migrations it knows."""
 _GUARD_TRIGGERS = (
     "audit_no_update", "audit_no_delete", "events_public_fixed", "events_redact_only",
-    "events_delete_purged_only",
+    "events_delete_purged_only", "signatures_no_update", "signatures_no_delete",
 )
 """Triggers that keep events and audit rows append-only; :func:`~core.registry.chains.verify_registry`
 reports any that were dropped."""

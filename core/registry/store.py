@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import RegistryError
-from core.registry import chains
+from core.registry import chains, journal
 from core.registry.backup import BackupMixin
 from core.registry.connection import _guarded
 from core.registry.erasure import ErasureMixin
@@ -348,6 +348,10 @@ class Registry(EventsMixin, EventQueryMixin, ModelVersionsMixin, ErasureMixin, B
         event hash chains (every row's content hash and its link to the previous row), checks the
         purge checkpoint, deleted newest rows, that every redacted event is covered by an audited
         erasure, that the append-only triggers are in place and that at most one model is active.
-        Reads one consistent snapshot; writers are not blocked.  See :mod:`core.registry.chains`.
+        Then compares the heads journal (:attr:`journal_path`) with the database: recorded heads
+        deleted or rewritten since (the newest rows, which the chains alone cannot vouch for), a
+        missing journal, failed journal writes.  Reads consistent snapshots; writers are not
+        blocked.  See :mod:`core.registry.chains` and :mod:`core.registry.journal`.
         """
-        return chains.verify_registry(self.db.conn)
+        problems = chains.verify_registry(self.db.conn)
+        return problems + journal.verify_journal(self.db.conn, self.journal_path, db_path=self.path)

@@ -458,46 +458,93 @@ def retrain(
 
 
 def _artifact(mv: ModelVersion, models_dir: Path | str | None) -> Path:
-    """The folder of a recorded model version: under ``models_dir`` by name, else its recorded path."""
+    """The folder of a recorded model version: ``models_dir/<the recorded folder's name>``, nowhere else.
+
+    Only the name of the recorded path is used, so a data folder restored or moved elsewhere still
+    finds its models.  The folder and its files must resolve inside ``models_dir``, symbolic links
+    followed: the registry is writable by the guard's OS account, so a version recorded (or linked)
+    elsewhere could point the console at any file, and a model file is a pickle.
+    """
     if not mv.path:
         raise ModelError(f"Model version {mv.id} has no model files (status {mv.status!r}).")
+    if models_dir is None:
+        raise ModelError(f"Model version {mv.id} can only be loaded from the data folder's models folder, and "
+                         "none was given.")
     recorded = Path(mv.path)
-    candidates = ([Path(models_dir) / recorded.name] if models_dir is not None else []) + [recorded]
-    for candidate in candidates:
-        if (candidate / "model.json").is_file():
-            return candidate
-    raise ModelError(f"The files of model version {mv.id} are missing ({candidates[0]}): they were deleted, or "
+    try:
+        root = Path(models_dir).resolve()
+        candidate = root / recorded.name
+        where = candidate.resolve()
+        # A relative recorded path is read from the models folder (for the error message only).
+        elsewhere = (root / recorded).resolve()
+    except (OSError, RuntimeError) as exc:  # a symbolic link loop
+        raise ModelError(f"The folder of model version {mv.id} ({mv.path}) cannot be resolved ({exc}); roll back "
+                         "with 'facegate models rollback' or train again with 'facegate train'.") from exc
+
+    def outside(folder: Path) -> ModelError:
+        return ModelError(
+            f"Model version {mv.id} is at {folder}, outside the data folder's models folder ({root}); it was not "
+            "loaded, because FaceGate only loads models from there. If the data folder was moved, move its models "
+            "folder with it; otherwise roll back with 'facegate models rollback' or train again with "
+            "'facegate train'.")
+
+    if recorded.name in ("", ".", ".."):
+        raise outside(elsewhere)
+    if (candidate / "model.json").is_file():
+        if where == root or not where.is_relative_to(root):
+            raise outside(where)
+        for name in ("model.json", "model.joblib"):
+            linked = (where / name).resolve()
+            if not linked.is_relative_to(root):
+                raise outside(linked)
+        return where
+    if not elsewhere.is_relative_to(root) and (elsewhere / "model.json").is_file():
+        raise outside(elsewhere)
+    raise ModelError(f"The files of model version {mv.id} are missing ({candidate}): they were deleted, or "
                      "the data folder was moved without its models folder. Roll back with "
                      "'facegate models rollback' or train again with 'facegate train'.")
 
 
 def load_active_model(registry: Registry, models_dir: Path | str, *, expect_signature: str | None = None,
                       live_gallery: bool = False) -> RecognitionModel | None:
-    """Load the registry's active model version, or ``None`` if no model was ever activated.
+    """Load the registry's active model version, or ``None`` if no model was ever activated — only
+    after checking HR's signature over the registry's state and over the version's files.
 
     Parameters
     ----------
     registry
         The open registry.
     models_dir
-        Folder of the model versions; the version folder is looked up there by name first (so a data
-        folder restored elsewhere still works), then at its recorded path.
+        Folder of the model versions; the version folder is looked up there by name only (a recorded
+        path elsewhere is refused), so a data folder restored elsewhere still works.
     expect_signature
         Refuse a model trained on another pipeline's embeddings (``FacePipeline.signature``).
     live_gallery
         Return :func:`current_gallery_model` of it: new enrollments recognised, erasures forgotten,
         without retraining.
 
+    ``metadata["trust"]`` of the returned model is the one-line outcome of the check
+    (:meth:`core.registry.signing.TrustState.status`).
+
     Raises
     ------
+    UntrustedState
+        If the registry's state or the version's files do not match what HR signed (nothing is
+        unpickled then).
     ModelError
         If the active version's files are missing or unreadable, or were trained on another pipeline.
     """
+    from core.registry.signing import check_model_files, require_trusted
+
+    state = require_trusted(registry)
     mv = registry.active_model()
     if mv is None:
         return None
-    model = RecognitionModel.load(_artifact(mv, models_dir), expect_signature=expect_signature)
+    folder = _artifact(mv, models_dir)
+    check_model_files(state, mv.id, folder)
+    model = RecognitionModel.load(folder, expect_signature=expect_signature)
     model.metadata["model_id"] = mv.id
+    model.metadata["trust"] = state.status()
     return current_gallery_model(registry, model) if live_gallery else model
 
 

@@ -1,9 +1,11 @@
 """The Decision tab: who is let in — decider, probability floor, margin, threshold, minimum face size.
 
-Saving a change here asks for the HR passphrase and is audited (the dialog does that through
+These settings live in the registry, signed by HR (:mod:`core.registry.decision`); the page opens
+with the signed ones, not with ``console.toml``'s display copy.  Saving a change needs an HR login
+(account and passphrase), is signed with that account and audited (the dialog does that through
 :func:`core.live.settings.apply_policy_change`).  The page lists what changed, so HR sees what it
-approves.  A value the spin boxes cannot show exactly (a threshold of 0.9537 from the file) is kept
-as it was unless the user changes it: merely opening and saving never changes the decision.
+signs.  A value the spin boxes cannot show exactly (a threshold of 0.9537) is kept as it was unless
+the user changes it: merely opening and saving never changes the decision.
 """
 
 from __future__ import annotations
@@ -74,8 +76,8 @@ class DecisionPage(QWidget):
                        self.override.toggled, self.threshold.valueChanged, self.min_face.valueChanged):
             signal.connect(self._changed)
 
-        banner = QLabel("<b>HR only.</b> These settings decide who is let in. Saving a change asks for the HR "
-                        "passphrase and is recorded in the audit log.")
+        banner = QLabel("<b>HR only.</b> These settings decide who is let in. Saving a change asks for an HR "
+                        "login; the change is signed with that account and recorded in the audit log.")
         banner.setWordWrap(True)
         banner.setStyleSheet(f"background: #3a2f12; color: {theme.TEXT.name()}; padding: 10px; "
                              f"border-left: 4px solid {theme.DECISION_COLOURS['checking'].name()};")
@@ -138,7 +140,7 @@ class DecisionPage(QWidget):
     def _changed(self) -> None:
         changes = self.changes()
         if changes:
-            self.summary.setText("Changed (needs the HR passphrase): " + "; ".join(changes))
+            self.summary.setText("Changed (needs an HR login): " + "; ".join(changes))
             self.summary.setStyleSheet(f"color: {theme.DECISION_COLOURS['checking'].name()}; font-weight: bold;")
         else:
             self.summary.setText("No change.")

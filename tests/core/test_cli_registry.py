@@ -16,7 +16,10 @@ PASS = "correct horse battery"
 
 @pytest.fixture()
 def data(tmp_path, monkeypatch):
+    """A data folder whose first account (an admin, "hr.lead") exists, logged in through the environment."""
     monkeypatch.setenv("FACEGATE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("FACEGATE_NEW_HR_PASSPHRASE", PASS)
+    assert main(["-q", "accounts", "init", "--name", "hr.lead", "--yes"]) == 0
     monkeypatch.setenv("FACEGATE_HR_PASSPHRASE", PASS)
     return tmp_path / "data"
 
@@ -27,9 +30,10 @@ def run(capsys, *argv):
     return code, out, err
 
 
-def test_people_and_passphrase_rules(data, capsys, monkeypatch):
+def test_people_and_login_rules(data, capsys, monkeypatch):
+    capsys.readouterr()
     code, out, err = run(capsys, "people", "add", "--id", "E1", "--name", "Ada Lovelace", "--department", "Ops")
-    assert code == 0 and "Added E1" in out and "becomes the HR passphrase" in err
+    assert code == 0 and "Added E1" in out, err
     code, out, _ = run(capsys, "people", "list")
     assert code == 0 and "E1" in out and "Ada Lovelace" in out
     code, out, _ = run(capsys, "people", "show", "E1")
@@ -44,9 +48,11 @@ def test_people_and_passphrase_rules(data, capsys, monkeypatch):
     assert code == 2 and "FACEGATE_HR_PASSPHRASE" in err
     # A guard can still read.
     code, out, _ = run(capsys, "audit")
-    assert code == 0 and "hr_denied" in out
+    assert code == 0 and "hr_denied" in out and "admin:hr.lead" in out
     code, _, err = run(capsys, "people", "show", "E9")
     assert code == 2 and err.startswith("facegate: error:")
+    code, out, _ = run(capsys, "verify")
+    assert code == 0 and "signed by admin:hr.lead" in out
 
 
 def test_events_verify_backup_restore_purge(data, capsys, tmp_path):
@@ -68,18 +74,22 @@ def test_events_verify_backup_restore_purge(data, capsys, tmp_path):
     assert run(capsys, "backup", str(backup))[0] == 0
     code, _, err = run(capsys, "backup", str(backup))
     assert code == 2 and "exists" in err.lower()
+    assert backup.read_bytes().startswith(b"FACEGATE-BACKUP")  # encrypted: no photo or name in clear
+    assert b"Ada" not in backup.read_bytes()
+    assert run(capsys, "people", "add", "--id", "E2", "--name", "Bob")[0] == 0
     assert run(capsys, "people", "remove", "E1")[0] == 0
     code, out, _ = run(capsys, "restore", str(backup))
     assert code == 0 and "before-restore" in out
     code, out, _ = run(capsys, "people", "list")
-    assert "E1" in out
+    assert "E1" not in out  # erased after the backup was taken: the restore erases them again
     code, out, _ = run(capsys, "purge", "--days", "0")
     assert code == 0 and "Purged 5 events" in out
-    assert run(capsys, "verify")[0] == 0
+    code, out, _ = run(capsys, "verify")
+    assert code == 0, out
     # Tampering with an event row is caught.
     with Registry.open(data / "facegate.db") as reg:
-        reg.record_event("gate-2", "recognised", "E1", {}, 0.3, None, "v1")
-        reg.record_event("gate-2", "recognised", "E1", {}, 0.3, None, "v1")
+        reg.record_event("gate-2", "unknown", None, {}, 0.3, None, "v1")
+        reg.record_event("gate-2", "unknown", None, {}, 0.3, None, "v1")
     con = sqlite3.connect(data / "facegate.db")
     with con:
         con.execute("DROP TRIGGER IF EXISTS events_no_update")

@@ -17,7 +17,8 @@ from core.live import settings as cs
 from core.live.session import SettingsError, parse_sources
 from core.live.settings import CameraConfig, ConsoleSettings, WindowState
 from core.recognition.engine import Policy
-from core.registry import Registry, security
+from core.registry import Registry
+from tests.conftest import HR_PASSPHRASE, make_hr
 
 GOOD = "correct horse battery"
 RTSP = "rtsp://admin:s3cr%40t@10.0.0.7:554/Streaming/Channels/101?pwd=hunter2&channel=1"
@@ -287,67 +288,75 @@ def policy_rows(reg: Registry) -> list:
     return reg.audit_log(action=cs.POLICY_AUDIT_ACTION)
 
 
-def test_a_decision_change_with_the_hr_passphrase_is_saved_and_audited(config_dir: Path, reg: Registry):
-    security.set_passphrase(reg, GOOD)
+def test_a_decision_change_with_an_hr_login_is_signed_into_the_registry_and_audited(config_dir: Path,
+                                                                                    reg: Registry):
+    from core.registry.decision import decision_settings
+    from core.registry.signing import verify_state
+
+    make_hr(reg)
     old = full_settings()
     cs.save_settings(old)
     new = stricter(old)
     asked = []
-    actor = cs.apply_policy_change(reg, old, new, passphrase_provider=lambda: asked.append(1) or GOOD,
-                                   actor="hr:alice")
-    assert actor == "hr:alice" and asked == [1]
-    assert cs.load_settings() == new
+    actor = cs.apply_policy_change(reg, old, new, credentials=lambda: asked.append(1) or (None, HR_PASSPHRASE))
+    assert actor == "admin:hr.lead" and asked == [1]
+    assert cs.load_settings() == new  # the display copy
+    assert decision_settings(reg) == (new.policy, 100)  # what the console decides with
     [row] = policy_rows(reg)
-    assert (row.actor, row.object) == ("hr:alice", "console")
-    assert row.old == {"decider": "stacker", "min_probability": 0.7, "min_margin": 0.05, "threshold": 0.9,
-                       "min_face": 60}
+    assert (row.actor, row.object) == ("admin:hr.lead", "decision")
     assert row.new == {"decider": "stacker", "min_probability": 0.8, "min_margin": 0.05, "threshold": 0.85,
                        "min_face": 100}
-    assert reg.verify() == []
+    assert reg.verify() == [] and verify_state(reg).ok
+    # console.toml edited by the guard's account changes nothing the console decides with.
+    cs.save_settings(replace(new, policy=replace(new.policy, threshold=1.9), min_face=20))
+    assert cs.with_signed_decision(cs.load_settings(), reg).policy.threshold == 0.85
 
 
 def test_a_wrong_passphrase_saves_nothing_and_the_refusal_is_audited(config_dir: Path, reg: Registry):
-    security.set_passphrase(reg, GOOD)
+    from core.registry.decision import decision_settings
+
+    make_hr(reg)
     old = full_settings()
     cs.save_settings(old)
-    with pytest.raises(PermissionDenied, match="wrong"):
-        cs.apply_policy_change(reg, old, stricter(old), passphrase_provider=lambda: "wrong horse battery",
-                               actor="guard:bob")
-    assert cs.load_settings() == old
+    with pytest.raises(PermissionDenied, match="Wrong passphrase"):
+        cs.apply_policy_change(reg, old, stricter(old), credentials=lambda: (None, "wrong horse battery"))
+    assert cs.load_settings() == old and decision_settings(reg) is None
     assert policy_rows(reg) == []
     [denied] = reg.audit_log(action="hr_denied")
-    assert denied.actor == "guard:bob" and "min_probability 0.7 -> 0.8" in denied.object
+    assert denied.actor == "login:hr.lead" and "min_probability 0.7 -> 0.8" in denied.object
 
 
-def test_no_passphrase_set_means_no_decision_change_from_the_console(config_dir: Path, reg: Registry):
+def test_no_accounts_means_no_decision_change_from_the_console(config_dir: Path, reg: Registry):
     old = ConsoleSettings()
-    with pytest.raises(PermissionDenied, match="none has been set yet"):
-        cs.apply_policy_change(reg, old, stricter(old), passphrase_provider=lambda: GOOD, actor="guard:bob")
-    assert not security.has_passphrase(reg) and not cs.settings_path().exists()
+    with pytest.raises(PermissionDenied, match="no HR accounts yet"):
+        cs.apply_policy_change(reg, old, stricter(old), credentials=lambda: (None, GOOD))
+    assert not cs.settings_path().exists()
 
 
-def test_camera_changes_need_no_passphrase(config_dir: Path, reg: Registry):
+def test_camera_changes_need_no_login(config_dir: Path, reg: Registry):
     old = full_settings()
     new = replace(old, cameras=old.cameras[:2], selected=("north",), window=WindowState())
 
-    def never() -> str:
-        raise AssertionError("camera changes must not ask for the HR passphrase")
+    def never() -> tuple[str | None, str]:
+        raise AssertionError("camera changes must not ask for an HR login")
 
-    cs.apply_policy_change(reg, old, new, passphrase_provider=never, actor="guard:bob")
+    cs.apply_policy_change(reg, old, new, credentials=never)
     assert cs.load_settings() == new and policy_rows(reg) == []
 
 
-def test_a_failed_write_is_not_audited(config_dir: Path, reg: Registry, monkeypatch: pytest.MonkeyPatch):
-    security.set_passphrase(reg, GOOD)
+def test_a_failed_write_of_the_display_copy_keeps_the_signed_change(config_dir: Path, reg: Registry,
+                                                                      monkeypatch: pytest.MonkeyPatch):
+    from core.registry.decision import decision_settings
+
+    make_hr(reg)
     old = ConsoleSettings()
 
     def fail(settings: ConsoleSettings, path: object = None) -> Path:
         raise SettingsError("Cannot write the console settings: disk full.")
 
     monkeypatch.setattr(cs, "save_settings", fail)
-    with pytest.raises(SettingsError, match="disk full"):
-        cs.apply_policy_change(reg, old, stricter(old), passphrase_provider=lambda: GOOD, actor="hr:alice")
-    assert policy_rows(reg) == [] and reg.verify() == []
+    cs.apply_policy_change(reg, old, stricter(old), credentials=lambda: (None, HR_PASSPHRASE))
+    assert len(policy_rows(reg)) == 1 and decision_settings(reg) is not None and reg.verify() == []
 
 
 def test_mask_text_masks_every_address_in_a_status_line():
@@ -358,10 +367,10 @@ def test_mask_text_masks_every_address_in_a_status_line():
 
 
 def test_saving_the_window_layout_keeps_a_decision_saved_meanwhile(config_dir: Path, reg: Registry):
-    security.set_passphrase(reg, GOOD)
+    make_hr(reg)
     at_start = full_settings()  # what the main window read at start
     cs.save_settings(at_start)
     hr_saved = stricter(at_start)
-    cs.apply_policy_change(reg, at_start, hr_saved, passphrase_provider=lambda: GOOD, actor="hr:alice")
+    cs.apply_policy_change(reg, at_start, hr_saved, credentials=lambda: (None, HR_PASSPHRASE))
     layout = WindowState.from_bytes(b"new geometry", b"new state")
     assert cs.save_window(layout) == replace(hr_saved, window=layout) == cs.load_settings()

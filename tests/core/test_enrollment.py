@@ -171,6 +171,25 @@ def test_a_duplicate_identity_is_refused_audited_and_can_be_confirmed(reg, seed,
     assert reg.verify() == []
 
 
+def test_someone_elses_face_cannot_be_added_to_an_enrolled_operator(reg, seed, pipeline):
+    """The review's finding: photos added to E1001 skipped the face check, so anyone could become E1001."""
+    enroller = Enroller(reg, pipeline)
+    first = enroller.enroll_photos("E1001", "Madonna", "", photos(seed, "train", "madonna"), actor=HR)
+    intruder = photos(seed, "val", "jerry_seinfeld")[:2]
+    result = enroller.enroll_photos("E1001", "ignored", "", intruder, actor=HR)
+    assert result.accepted == () and len(result.rejected) == 2
+    assert all("does not look like E1001's enrolled photos" in reason for _, reason in result.rejected)
+    [refused] = reg.audit_log(action="face_mismatch_refused")
+    assert refused.object == "E1001" and len(refused.new["photos"]) == 2
+    assert reg.get_operator("E1001").photos == len(first.accepted)
+    # Her own new photos are still welcome (one of hers lies beyond the pre-model threshold of 0.9, as
+    # the gate would see it too); a real change of looks is confirmed and audited.
+    own = enroller.enroll_photos("E1001", "ignored", "", photos(seed, "val", "madonna"), actor=HR)
+    assert len(own.accepted) >= len(own.rejected) + 1
+    confirmed = enroller.enroll_photos("E1001", "ignored", "", intruder[:1], actor=HR, confirm_new_look=True)
+    assert len(confirmed.accepted) == 1 and reg.audit_log(action="face_mismatch_confirmed")
+
+
 def test_the_duplicate_threshold_follows_the_active_model(reg, pipeline):
     enroller = Enroller(reg, pipeline)
     model = reg.add_model_version("/nowhere", pipeline.embedder.name, pipeline.embedder.version,

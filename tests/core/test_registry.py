@@ -580,34 +580,12 @@ def test_audit_refuses_reserved_actions_and_non_json(reg: Registry):
 # ------------------------------------------------------------------------------------- passphrase
 
 
-def test_passphrase_first_set_check_change_and_refusal(reg: Registry):
-    assert not security.has_passphrase(reg)
-    with pytest.raises(security.PermissionDenied, match="needs the HR passphrase.*none has been set"):
-        security.require_hr(reg, "anything")
-    with pytest.raises(security.WeakPassphrase):
-        security.set_passphrase(reg, "short")
-    security.set_passphrase(reg, "correct horse battery")
-    assert security.check_passphrase(reg, "correct horse battery")
-    assert not security.check_passphrase(reg, "wrong horse battery")
-    security.require_hr(reg, "correct horse battery", action="remove E1")
-    with pytest.raises(security.PermissionDenied, match="This action needs the HR passphrase"):
-        security.require_hr(reg, "wrong horse battery", action="remove E1")
-    with pytest.raises(security.PermissionDenied, match="already set"):
-        security.set_passphrase(reg, "a new passphrase")  # not first use: needs the old one
-    with pytest.raises(security.PermissionDenied):
-        security.set_passphrase(reg, "a new passphrase", old="wrong horse battery")
-    security.set_passphrase(reg, "a new passphrase", old="correct horse battery")
-    assert security.check_passphrase(reg, "a new passphrase")
-    assert not security.check_passphrase(reg, "correct horse battery")
-
-    record = reg.get_setting(security.PASSPHRASE_SETTING)
-    assert record["algorithm"] == "scrypt" and "a new passphrase" not in str(record)
-    assert {"n", "r", "p", "salt", "hash"} <= set(record)
-    log = [(a.action, a.object, a.new) for a in reg.audit_log()]
-    assert ("hr_denied", "remove E1", None) in log
-    assert [a.new for a in reg.audit_log(action="set_setting")] == [{"value": "<secret>"}] * 2
+def test_the_old_shared_passphrase_is_gone_and_security_settings_stay_secret(reg: Registry):
+    """Accounts replaced the one shared passphrase (tests/core/test_accounts.py); secrets stay hidden."""
+    with pytest.raises(security.PermissionDenied, match="no HR accounts yet"):
+        security.authorize_hr(reg, lambda: (None, "anything at all"), action="remove E1")
     with pytest.raises(RegistryError, match="secret"):
-        reg.set_setting(security.PASSPHRASE_SETTING, {"algorithm": "none"}, actor="intruder")
+        reg.set_setting("security.public_key", "an attacker's key", actor="intruder")
     assert reg.verify() == []
 
 

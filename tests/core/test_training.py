@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -37,6 +36,7 @@ from core.vision.imageio import read_image
 HR = "hr:test"
 PEOPLE = {"E-BA": "ben_afflek", "E-JS": "jerry_seinfeld", "E-MK": "mindy_kaling"}
 WORKER = Path(__file__).with_name("training_worker.py")
+from tests.conftest import clone_registry
 
 
 @dataclass(frozen=True)
@@ -60,18 +60,8 @@ def base(tmp_path_factory, seed, pipeline) -> Base:
 
 
 def clone(base: Base, dest: Path) -> tuple[Path, Path]:
-    """A private copy of the base registry (SQLite backup API) and its models folder."""
-    import shutil
-
-    db = dest / "facegate.db"
-    src, dst = sqlite3.connect(base.db), sqlite3.connect(db)
-    try:
-        src.backup(dst)
-    finally:
-        src.close()
-        dst.close()
-    shutil.copytree(base.models, dest / "models")
-    return db, dest / "models"
+    """A private copy of the base registry and its models folder."""
+    return clone_registry(base.db, base.models, dest)
 
 
 def listing(folder: Path) -> list[str]:
@@ -138,13 +128,17 @@ def test_a_large_gallery_takes_its_fold_accuracy_from_the_training_folds(base, t
         assert not any(m.startswith(("cross-validating svc", "Fold ")) for m in messages)
 
 
-def test_erasure_then_retrain_forgets_the_person_and_rollback_brings_back_the_old_version(
+def test_erasure_then_prune_forgets_the_person_in_every_version_and_rollback_cannot_bring_them_back(
         base, tmp_path, pipeline, train_set):
+    from core.registry.pruning import prune_erased
+
     db, models = clone(base, tmp_path)
     with Registry.open(db) as reg:
         reg.remove_operator("E-JS", actor=HR)
-        v2 = retrain(reg, pipeline, models, actor=HR)
-        assert v2.active and v2.id != base.v1.id and v2.metrics["people"] == 2
+        report = prune_erased(reg, models, actor=HR)
+        v2 = report.retrained
+        assert v2 is not None and v2.active and v2.id != base.v1.id and v2.metrics["people"] == 2
+        assert report.deleted == (base.v1.id,) and report.pending == ()
         model = load_active_model(reg, models)
         assert model is not None
         for clf in model.classifiers.values():
@@ -152,21 +146,15 @@ def test_erasure_then_retrain_forgets_the_person_and_rollback_brings_back_the_ol
         assert "E-JS" not in set(model.gallery.identities)
         assert "E-JS" not in (models / v2.metrics["version"] / "model.json").read_text()
         assert "E-JS" not in identities(model, probes(train_set, "jerry_seinfeld"))
-        assert sorted(listing(models)) == sorted([base.v1.metrics["version"], v2.metrics["version"]])
+        # The version trained with them is gone from disk, not kept for a rollback.
+        assert listing(models) == [v2.metrics["version"]]
+        old = {m.id: m for m in reg.list_models()}[base.v1.id]
+        assert old.path == "" and old.notes == "files deleted: trained with an erased person"
 
-        back = rollback(reg, HR, models)
-        assert back.id == base.v1.id and reg.active_model().id == base.v1.id  # type: ignore[union-attr]
-        assert {m.id: m.status for m in reg.list_models()}[v2.id] == "rolled_back"
-        old = load_active_model(reg, models)
-        assert old is not None and "E-JS" in {str(c) for c in old.classifiers["svc"].classes_}
-        # Even the rolled-back model cannot admit the erased person through the live gallery.
-        live = load_active_model(reg, models, live_gallery=True)
-        assert live is not None and "E-JS" not in set(live.gallery.identities)
-        assert live.metadata["no_longer_enrolled"] == ["E-JS"]
-        assert "E-JS" not in identities(live, probes(train_set, "jerry_seinfeld"))
-        with pytest.raises(RegistryError, match="no previous model version"):
+        with pytest.raises(ModelError):
             rollback(reg, HR, models)
-        assert [a.action for a in reg.audit_log()][-1] == "rollback_model"
+        assert reg.active_model().id == v2.id  # type: ignore[union-attr]
+        assert [a.action for a in reg.audit_log()][-1] == "prune_models"
         assert reg.verify() == []
 
 

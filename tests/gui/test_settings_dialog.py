@@ -1,14 +1,16 @@
 """The Settings dialog (``gui.settings``), offscreen: a camera from a real video file tested live
-before saving, a failing camera's health, rename/remove, the HR passphrase on decision changes
-(right: saved and audited; wrong: nothing saved), and settings that persist across a restart.
+before saving, a failing camera's health, rename/remove, the HR login on decision changes (right:
+signed, saved and audited; wrong: nothing saved; the wait and the lockout after wrong passphrases; no
+accounts: refused), and settings that persist across a restart.
 
-Real files, a real registry and the real source classes in tmp folders; waits on signals and
-conditions, never on sleeps.
+Real files, a real registry with real HR accounts (:func:`tests.conftest.make_hr`) and the real source
+classes in tmp folders; waits on signals and conditions, never on sleeps.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
@@ -17,16 +19,24 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog
 
+from core.errors import AccountLocked, PermissionDenied
 from core.live import settings as cs
 from core.live.settings import CameraConfig, ConsoleSettings, WindowState
 from core.live.sources import SourceState
 from core.recognition.engine import Policy
-from core.registry import Registry, security
+from core.registry import Registry
+from core.registry.accounts import has_accounts, login, reset_lockout
+from core.registry.decision import DECISION_SETTING, decision_settings
+from core.registry.keys import HRSession
+from core.registry.signing import verify_state
 from gui.settings import SettingsDialog
+from gui.settings.dialog import NO_ACCOUNTS
 from gui.settings.preview import health_text
 from gui.threads import running_threads
+from tests.conftest import HR_PASSPHRASE, make_hr
 
-GOOD = "correct horse battery"
+GOOD = HR_PASSPHRASE
+WRONG = "wrong horse battery staple"
 BLUE_BGR = (200, 80, 20)  # RGB (20, 80, 200)
 RTSP = "rtsp://admin:hunter2@127.0.0.1:9/Streaming/Channels/101?pwd=hunter2&channel=1"  # nothing listens
 
@@ -39,11 +49,17 @@ def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def registry_path(tmp_path: Path) -> Path:
+def hr_registry(tmp_path: Path) -> tuple[Path, HRSession]:
+    """A registry with one HR account, ``hr.lead`` (an admin), and that account's session."""
     path = tmp_path / "data" / "facegate.db"
     with Registry.open(path) as reg:
-        security.set_passphrase(reg, GOOD, actor="hr:test")
-    return path
+        session = make_hr(reg)
+    return path, session
+
+
+@pytest.fixture
+def registry_path(hr_registry: tuple[Path, HRSession]) -> Path:
+    return hr_registry[0]
 
 
 @pytest.fixture
@@ -166,8 +182,14 @@ def test_the_editor_refuses_a_missing_file_and_keeps_a_stored_password(qtbot, re
 # -- cameras: rename, remove, the grid ------------------------------------------------------------------
 
 
-def test_rename_and_remove_then_save_without_a_passphrase(qtbot, registry_path: Path, clip: Path):
+def test_rename_and_remove_then_save_without_a_passphrase(qtbot, hr_registry, clip: Path):
+    from core.registry import Registry
+    from core.registry.decision import set_approved_cameras
+
+    registry_path, session = hr_registry
     cameras = tuple(CameraConfig(n, str(clip)) for n in ("gate", "yard", "dock"))
+    with Registry.open(registry_path) as reg:  # cameras HR approved: renaming or removing them needs no login
+        set_approved_cameras(reg, session, [f"{c.name}={c.spec}" for c in cameras], ["clips"] * 3)
     original = ConsoleSettings(cameras=cameras, selected=("gate", "yard"),
                                window=WindowState.from_bytes(b"geometry", b"state"))
     dialog = open_dialog(qtbot, original, registry_path)
@@ -192,7 +214,7 @@ def test_rename_and_remove_then_save_without_a_passphrase(qtbot, registry_path: 
     page.table.item(1, 0).setCheckState(Qt.CheckState.Checked)  # tick dock into the grid
     assert page.selected() == ("north", "dock")
 
-    assert dialog.save_button.text() == "Save"  # no decision change: no passphrase
+    assert dialog.save_button.text() == "Save"  # no decision change: no login
     with qtbot.waitSignal(dialog.saved, timeout=5_000):
         qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
     assert dialog.result() == QDialog.DialogCode.Accepted
@@ -216,7 +238,7 @@ def test_at_most_four_cameras_are_ticked_for_the_grid(qtbot, registry_path: Path
     dialog.reject()
 
 
-# -- the decision: HR passphrase -------------------------------------------------------------------------
+# -- the decision: HR login -------------------------------------------------------------------------------
 
 
 def change_decision(dialog: SettingsDialog) -> None:
@@ -227,69 +249,156 @@ def change_decision(dialog: SettingsDialog) -> None:
     dialog.decision.min_face.setValue(100)
 
 
-def test_a_decision_change_with_the_right_passphrase_is_saved_and_audited(qtbot, registry_path: Path):
-    old = ConsoleSettings()
-    cs.save_settings(old)
-    dialog = open_dialog(qtbot, old, registry_path)
-    change_decision(dialog)
-    assert "probability floor 0.50 \u2192 0.80" in dialog.decision.summary.text()
-    assert dialog.save_button.text().startswith("Save (HR passphrase)")
-
+def ask_login(qtbot, dialog: SettingsDialog):
+    """Press Save (a decision change): the accounts are looked up in a worker, then the login opens."""
+    dialog.login_dialog = None
     qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
-    asking = dialog.passphrase_dialog
-    assert asking is not None and asking.isVisible() and "minimum face 80 px \u2192 100 px" in asking.labelText()
-    asking.setTextValue(GOOD)
-    with qtbot.waitSignal(dialog.saved, timeout=20_000):
-        asking.accept()
-    assert dialog.result() == QDialog.DialogCode.Accepted and running_threads() == []
-    saved = cs.load_settings()
-    assert saved == dialog.result_settings()
-    assert (saved.policy, saved.min_face) == (Policy("all", 0.8, 0.0, 0.9), 100)
-    [row] = audit(registry_path, cs.POLICY_AUDIT_ACTION)
-    assert row.actor.startswith("hr:") and row.object == "console"
-    assert (row.old["min_probability"], row.new["min_probability"], row.new["threshold"]) == (0.5, 0.8, 0.9)
+    qtbot.waitUntil(lambda: dialog.login_dialog is not None and dialog.login_dialog.isVisible(), timeout=20_000)
+    return dialog.login_dialog
 
 
-def test_a_wrong_passphrase_saves_nothing_and_says_so(qtbot, registry_path: Path, clip: Path):
+def setting(registry_path: Path):
+    with Registry.open(registry_path) as reg:
+        return reg.get_setting(DECISION_SETTING)
+
+
+def test_a_decision_change_with_a_wrong_then_the_right_passphrase_is_refused_then_signed(
+        qtbot, hr_registry: tuple[Path, HRSession], clip: Path):
+    registry_path, admin = hr_registry
     old = ConsoleSettings(cameras=(CameraConfig("door", str(clip)),))
     path = cs.save_settings(old)
     before = path.read_bytes()
     dialog = open_dialog(qtbot, old, registry_path)
     change_decision(dialog)
-    dialog.cameras.rename(0, "gate")  # saved only together with the decision: not at all
+    dialog.cameras.rename(0, "gate")  # saved only together with the decision
+    assert "probability floor 0.50 \u2192 0.80" in dialog.decision.summary.text()
+    assert dialog.save_button.text() == "Save (HR login)\u2026"
 
-    qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
-    dialog.passphrase_dialog.setTextValue("wrong horse battery")
-    dialog.passphrase_dialog.accept()
-    qtbot.waitUntil(lambda: "not the HR passphrase" in dialog.message.text(), timeout=20_000)
+    asking = ask_login(qtbot, dialog)
+    assert "minimum face 80 px \u2192 100 px" in asking.changes.text()
+    assert asking.ok_button.text() == "Sign and save"
+    assert asking.passphrase.echoMode() == asking.passphrase.EchoMode.Password
+    assert asking.account.text() == "" and "optional" in asking.account.placeholderText()  # one account
+    assert not asking.ok_button.isEnabled()  # nothing typed yet
+    asking.account.setText("hr.lead")
+    asking.passphrase.setText(WRONG)
+    qtbot.mouseClick(asking.ok_button, Qt.MouseButton.LeftButton)
+    assert asking.passphrase.text() == ""  # not kept in a widget once handed over
+    qtbot.waitUntil(lambda: "Wrong passphrase for 'hr.lead'" in dialog.message.text(), timeout=20_000)
+    assert running_threads() == []
     assert dialog.isVisible() and dialog.result() != QDialog.DialogCode.Accepted
-    assert dialog.message.text().startswith("Nothing was saved.")
+    assert dialog.message.text().endswith("nothing was changed.")
     assert dialog.tabs.currentWidget() is dialog.decision and dialog.tabs.isEnabled()
-    assert path.read_bytes() == before
+    assert path.read_bytes() == before and dialog.result_settings() == old
+    assert setting(registry_path) is None  # the registry's decision setting is untouched
     assert audit(registry_path, cs.POLICY_AUDIT_ACTION) == []
-    assert len(audit(registry_path, "hr_denied")) == 1
-    assert dialog.result_settings() == old
+    [denied] = audit(registry_path, "hr_denied")
+    assert denied.actor == "login:hr.lead" and denied.new["why"] == "wrong passphrase"
 
-    qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)  # and cancelling the passphrase
-    dialog.passphrase_dialog.reject()
-    assert "needs the HR passphrase" in dialog.message.text() and path.read_bytes() == before
+    # An admin lifts the wait after the wrong try (the next try would otherwise have to wait 1 s).
+    with Registry.open(registry_path) as reg:
+        reset_lockout(reg, admin, "hr.lead")
+    asking = ask_login(qtbot, dialog)
+    assert asking.account.text() == "hr.lead"  # the last account used in this dialog
+    assert asking.passphrase.text() == ""
+    asking.passphrase.setText(GOOD)
+    with qtbot.waitSignal(dialog.saved, timeout=20_000):
+        qtbot.mouseClick(asking.ok_button, Qt.MouseButton.LeftButton)
+    assert dialog.result() == QDialog.DialogCode.Accepted and running_threads() == []
+    saved = cs.load_settings()
+    assert saved == dialog.result_settings()
+    assert [c.name for c in saved.cameras] == ["gate"]
+    assert (saved.policy, saved.min_face) == (Policy("all", 0.8, 0.0, 0.9), 100)
+    with Registry.open(registry_path) as reg:
+        assert decision_settings(reg) == (Policy("all", 0.8, 0.0, 0.9), 100)  # what the console decides with
+        state = verify_state(reg)
+        assert state.ok, state.problems
+        assert state.signed_by == "admin:hr.lead"
+    [row] = audit(registry_path, cs.POLICY_AUDIT_ACTION)
+    assert row.actor == "admin:hr.lead"
+    assert (row.new["min_probability"], row.new["threshold"], row.new["min_face"]) == (0.8, 0.9, 100)
+
+
+def test_cancelling_the_login_saves_nothing(qtbot, registry_path: Path):
+    path = cs.save_settings(ConsoleSettings())
+    before = path.read_bytes()
+    dialog = open_dialog(qtbot, ConsoleSettings(), registry_path)
+    change_decision(dialog)
+    ask_login(qtbot, dialog).reject()
+    assert "needs an HR login" in dialog.message.text() and path.read_bytes() == before
+    assert setting(registry_path) is None and audit(registry_path, "hr_denied") == []
     dialog.reject()
     assert running_threads() == []
 
 
-def test_a_registry_without_an_hr_passphrase_refuses_decision_changes(qtbot, tmp_path: Path):
+def test_with_several_accounts_the_login_needs_the_account_name(qtbot, hr_registry: tuple[Path, HRSession]):
+    from core.registry.accounts import add_account
+
+    registry_path, admin = hr_registry
+    with Registry.open(registry_path) as reg:
+        add_account(reg, admin, "alice", "hr", "alice's long passphrase")
+    dialog = open_dialog(qtbot, ConsoleSettings(), registry_path)
+    change_decision(dialog)
+    asking = ask_login(qtbot, dialog)
+    asking.passphrase.setText("alice's long passphrase")
+    assert not asking.ok_button.isEnabled()  # which account?
+    asking.account.setText("alice")
+    with qtbot.waitSignal(dialog.saved, timeout=20_000):
+        qtbot.mouseClick(asking.ok_button, Qt.MouseButton.LeftButton)
+    [row] = audit(registry_path, cs.POLICY_AUDIT_ACTION)
+    assert row.actor == "hr:alice"
+
+
+def test_wrong_passphrases_make_the_account_wait_then_lock_it(qtbot, registry_path: Path):
+    # Three wrong passphrases an hour ago, through the real login (its clock moved back, not slept).
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    with Registry.open(registry_path) as reg:
+        for i in range(3):
+            with pytest.raises(PermissionDenied, match="Wrong passphrase"):
+                login(reg, "hr.lead", WRONG, action="test", clock=lambda i=i: hour_ago + timedelta(minutes=i))
+    dialog = open_dialog(qtbot, ConsoleSettings(), registry_path)
+    change_decision(dialog)
+
+    def attempt(passphrase: str, expected: str) -> str:
+        asking = ask_login(qtbot, dialog)
+        asking.account.setText("hr.lead")
+        asking.passphrase.setText(passphrase)
+        qtbot.mouseClick(asking.ok_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: expected in dialog.message.text(), timeout=20_000)
+        assert running_threads() == [] and dialog.isVisible()
+        return dialog.message.text()
+
+    assert "Wrong passphrase for 'hr.lead'" in attempt(WRONG, "Wrong passphrase")  # the 4th: wait 8 s now
+    # Tried again at once, even with the right passphrase: refused before it is checked.
+    text = attempt(GOOD, "try again in")
+    assert text.startswith("Nothing was saved. Wrong passphrase for 'hr.lead' a moment ago: try again in ")
+
+    # The 5th wrong one, a minute later (the real login, its clock moved on): locked.
+    with Registry.open(registry_path) as reg, pytest.raises(AccountLocked, match="locked for 15 minutes"):
+        login(reg, "hr.lead", WRONG, action="test", clock=lambda: datetime.now(UTC) + timedelta(minutes=1))
+    text = attempt(GOOD, "locked until")
+    assert text.startswith("Nothing was saved. The account 'hr.lead' is locked until ")
+    assert setting(registry_path) is None and audit(registry_path, cs.POLICY_AUDIT_ACTION) == []
+    assert not cs.settings_path().exists()
+    whys = [row.new["why"] for row in audit(registry_path, "hr_denied")]  # every refusal audited
+    assert whys == ["wrong passphrase"] * 4 + ["too soon after a wrong passphrase", "wrong passphrase", "locked"]
+    dialog.reject()
+
+
+def test_a_registry_without_hr_accounts_refuses_decision_changes_without_asking(qtbot, tmp_path: Path):
     registry_path = tmp_path / "fresh" / "facegate.db"
     with Registry.open(registry_path):
         pass
     dialog = open_dialog(qtbot, ConsoleSettings(), registry_path)
     change_decision(dialog)
     qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
-    dialog.passphrase_dialog.setTextValue("anything at all")
-    dialog.passphrase_dialog.accept()
-    qtbot.waitUntil(lambda: "No HR passphrase has been set" in dialog.message.text(), timeout=20_000)
-    assert not cs.settings_path().exists()
+    qtbot.waitUntil(lambda: NO_ACCOUNTS in dialog.message.text(), timeout=20_000)
+    assert dialog.login_dialog is None  # no passphrase asked that nothing could check
+    assert dialog.message.text() == f"Nothing was saved. {NO_ACCOUNTS}"
+    assert not cs.settings_path().exists() and running_threads() == []
     with Registry.open(registry_path) as reg:
-        assert not security.has_passphrase(reg)  # the console never sets the first one
+        assert not has_accounts(reg)  # the console never creates the first one
+        assert reg.get_setting(DECISION_SETTING) is None
     dialog.reject()
 
 
@@ -309,10 +418,10 @@ def test_settings_persist_across_a_restart(qtbot, registry_path: Path, clip: Pat
     qtbot.mouseClick(first.cameras.editor.ok_button, Qt.MouseButton.LeftButton)
     first.cameras.stop_test()
     change_decision(first)
-    qtbot.mouseClick(first.save_button, Qt.MouseButton.LeftButton)
-    first.passphrase_dialog.setTextValue(GOOD)
+    asking = ask_login(qtbot, first)
+    asking.passphrase.setText(GOOD)  # the one account: no name needed
     with qtbot.waitSignal(first.saved, timeout=20_000):
-        first.passphrase_dialog.accept()
+        qtbot.mouseClick(asking.ok_button, Qt.MouseButton.LeftButton)
 
     # "restart": read the file again, as the console does at start, and open the dialog on it
     reloaded = cs.load_settings()
@@ -328,3 +437,28 @@ def test_settings_persist_across_a_restart(qtbot, registry_path: Path, clip: Pat
             second.decision.min_face.value(), second.decision.override.isChecked()) == (0.8, 0.9, 100, True)
     assert second.decision.changes() == [] and second.save_button.text() == "Save"
     second.reject()
+
+
+def test_a_camera_hr_has_not_approved_is_saved_only_with_an_hr_login(qtbot, hr_registry, clip: Path,
+                                                                     config_dir: Path):
+    """Once HR owns the registry, a new camera (a video of an enrolled person, say) needs HR's approval."""
+    from core.registry.decision import approved_cameras
+
+    registry_path, _ = hr_registry
+    dialog = open_dialog(qtbot, ConsoleSettings(), registry_path)
+    page = dialog.cameras
+    qtbot.mouseClick(page.add_button, Qt.MouseButton.LeftButton)
+    page.editor.name.setText("door")
+    page.editor.source.setText(str(clip))
+    qtbot.mouseClick(page.editor.ok_button, Qt.MouseButton.LeftButton)
+    page.stop_test()
+    asking = ask_login(qtbot, dialog)
+    assert f"approve camera door={clip}" in asking.changes.text()
+    asking.passphrase.setText(GOOD)
+    with qtbot.waitSignal(dialog.saved, timeout=20_000):
+        qtbot.mouseClick(asking.ok_button, Qt.MouseButton.LeftButton)
+    assert running_threads() == []
+    with Registry.open(registry_path) as reg:
+        assert approved_cameras(reg) == [f"door={clip}"] and verify_state(reg).ok
+    [row] = audit(registry_path, "approve_cameras")
+    assert row.actor == "admin:hr.lead"
