@@ -301,7 +301,8 @@ class MainWindow(QMainWindow):
             text, colour = trust_display(trust)
         self.trust_label.setText(text)
         self.trust_label.setToolTip(trust)
-        self.trust_label.setStyleSheet(f"color: {colour}; font-weight: bold;" if colour else "")
+        # Room before the model label that follows it in the status bar.
+        self.trust_label.setStyleSheet((f"color: {colour}; font-weight: bold;" if colour else "") + " padding-right: 14px;")
         self.trust_label.setVisible(bool(text))
 
     def _follow_decision(self, info: ModelInfo) -> None:

@@ -23,7 +23,9 @@ from core.registry.sql import _finite_or_none, _iso, _json, _limit, _loads, _tim
 
 RESERVED_AUDIT_ACTIONS = frozenset({
     "add_operator", "set_active", "remove_operator", "add_photo", "add_model_version",
-    "activate_model", "rollback_model", "purge", "set_setting", "backup", "restore",
+    "activate_model", "rollback_model", "purge", "set_setting", "backup", "restore", "update_operator",
+    "discard_model", "sign_state", "accounts_init", "add_account", "change_passphrase", "disable_account",
+    "enable_account", "unlock_account",
     # Model files deleted because they were trained with an erased person (Registry.record_pruned_models).
     "prune_models",
     # A guard's answer goes through Registry.record_guard_action, which checks the event and the reason.

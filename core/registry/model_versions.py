@@ -126,6 +126,29 @@ class ModelVersionsMixin(RegistryBase):
         return self._model(row)
 
     @_guarded
+    def discard_model(self, model_id: int, *, actor: str) -> None:
+        """HR looked at a candidate and does not want it: it becomes ``rejected`` ("discarded by HR") and can
+        never be activated; its files stay until the next sweep of unused versions.  Audited.
+
+        Raises
+        ------
+        RegistryError
+            If the version does not exist or is not a candidate (an active or once-active version is
+            rolled back instead).
+        """
+        with self.transaction():
+            row = self._one("SELECT * FROM model_versions WHERE id = ?", [model_id])
+            if row is None:
+                raise RegistryError(f"There is no model version {model_id}.")
+            if row["status"] != "candidate":
+                raise RegistryError(f"Model version {model_id} is {row['status']}, not a candidate: only a version "
+                                    "that was never active can be discarded.")
+            self.db.conn.execute("UPDATE model_versions SET status = 'rejected', notes = ? WHERE id = ?",
+                                 [f"discarded by HR; {row['notes']}"[:500], model_id])
+            self._append_audit(actor, "discard_model", str(model_id), {"status": "candidate"},
+                               {"status": "rejected"})
+
+    @_guarded
     def active_model(self) -> ModelVersion | None:
         """The active model version, or ``None`` if none was ever activated."""
         row = self._one("SELECT * FROM model_versions WHERE active = 1")

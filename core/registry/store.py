@@ -117,6 +117,24 @@ class Registry(EventsMixin, EventQueryMixin, ModelVersionsMixin, ErasureMixin, B
         return self._operators("WHERE o.active = 1" if active_only else "")
 
     @_guarded
+    def update_operator(self, op: int | str, *, name: str | None = None, department: str | None = None,
+                        actor: str) -> None:
+        """Change an operator's name or department (not the employee id).  Audited as ``update_operator``."""
+        with self.transaction():
+            row = self._operator_row(op)
+            new_name = row["name"] if name is None else str(name).strip()
+            new_dept = row["department"] if department is None else str(department).strip()
+            if not new_name:
+                raise RegistryError("An operator needs a name.")
+            if (new_name, new_dept) == (row["name"], row["department"]):
+                return
+            self.db.conn.execute("UPDATE operators SET name = ?, department = ? WHERE id = ?",
+                                 [new_name, new_dept, row["id"]])
+            self._append_audit(actor, "update_operator", row["employee_id"],
+                               {"name": row["name"], "department": row["department"]},
+                               {"name": new_name, "department": new_dept})
+
+    @_guarded
     def set_active(self, op: int | str, active: bool, *, actor: str) -> None:
         """Activate or suspend an operator (suspended ones drop out of :meth:`embeddings`).  Audited."""
         with self.transaction():

@@ -318,6 +318,7 @@ def retrain(
     deep: bool = False,
     checks: TrainingChecks | None = None,
     cv_folds: int = 5,
+    activate: bool = True,
 ) -> ModelVersion:
     """Train a new model version from the registry and activate it if its checks pass.
 
@@ -345,6 +346,10 @@ def retrain(
         Folds of the cross-validation behind the per-model accuracy (fewer if someone has fewer
         photos).  When it matches the classifiers' own folds (5, the default) on a large
         gallery, the figures come from those folds instead of training every model again.
+    activate
+        ``False``: a version that passes its checks stays a ``candidate`` for HR to look at first
+        (the enrollment wizard's results page), then :meth:`~core.registry.Registry.activate_model`
+        or :meth:`~core.registry.Registry.discard_model`.
 
     Returns
     -------
@@ -444,7 +449,8 @@ def retrain(
             else:
                 model_id = registry.add_model_version(str(path), info.name, info.version, metrics,
                                                       status="candidate", notes=summary, actor=actor)
-                registry.activate_model(model_id, actor=actor)
+                if activate:
+                    registry.activate_model(model_id, actor=actor)
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)
         raise
@@ -452,8 +458,8 @@ def retrain(
         shutil.rmtree(path, ignore_errors=True)
         log.warning("model version %s (%d) rejected: %s left while it trained", version, model_id, gone)
     else:
-        log.info("model version %s (%d) active: %s", version, model_id, summary)
-    report(1.0, f"model version {model_id} {'rejected' if gone else 'active'}")
+        log.info("model version %s (%d) %s: %s", version, model_id, "active" if activate else "candidate", summary)
+    report(1.0, f"model version {model_id} {'rejected' if gone else ('active' if activate else 'ready to compare')}")
     return _model_row(registry, model_id)
 
 

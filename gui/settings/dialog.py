@@ -143,7 +143,10 @@ class HRLoginDialog(QDialog):
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("HR login")
-        self.setStyleSheet(theme.STYLESHEET)
+        self.setObjectName("hrLogin")
+        # A frame of its own: it opens over the Settings dialog, in the same colours.
+        self.setStyleSheet(theme.STYLESHEET + " QDialog#hrLogin { border: 2px solid "
+                           f"{theme.DECISION_COLOURS['checking'].name()}; }}")
         self.setFont(theme.font(theme.BASE_POINTS))
         self.single_account = single_account
         intro = QLabel("Changing who is let in needs an HR login. You sign these changes:")
@@ -311,6 +314,7 @@ class SettingsDialog(QDialog):
             self._policy_refused(NO_ACCOUNTS)
             return
         changes = (self.decision.changes() if decision else []) + [f"approve camera {c}" for c in cameras]
+        self._say("Waiting for an HR login…")
         self._ask_login(new, changes, single_account=enabled == 1)
 
     def _ask_login(self, new: ConsoleSettings, changes: list[str], *, single_account: bool) -> None:

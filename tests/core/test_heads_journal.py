@@ -247,16 +247,19 @@ def test_malformed_lines_are_reported_and_skipped(db_path: Path):
     assert "is not a heads record (first: line 2" in problems[0], problems
 
 
-def test_rows_newer_than_the_journal_are_remarked_on(db_path: Path):
+def test_rows_newer_than_the_journal_are_remarked_on_in_the_log_not_a_problem(db_path: Path, caplog):
+    """A writer killed between its commit and its journal line leaves this; it is no deletion."""
     with Registry.open(db_path) as reg:
         event(reg)
         older = reg.journal_path.read_bytes()
         event(reg)
         event(reg)
         reg.journal_path.write_bytes(older)  # an older copy of the journal put in its place
-        problems = reg.verify()
-    assert len(problems) == 1 and problems[0].startswith("2 events in the database are newer than"), problems
-    assert "was the journal moved or replaced?" in problems[0]
+        with caplog.at_level("WARNING", logger="core.registry.journal"):
+            problems = reg.verify()
+    assert problems == []
+    [note] = [r.getMessage() for r in caplog.records if "newer than" in r.getMessage()]
+    assert note.startswith("2 events in the database are newer than") and "moved or replaced?" in note
 
 
 def test_a_restore_marker_hides_what_the_restore_removed_and_a_forged_one_hides_nothing(db_path: Path,
