@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     app.setApplicationName("FaceGate")
     window = MainWindow(settings, console=console, settings_path=path)
     window.restore_layout()
-    window.tabs.setCurrentIndex({"live": 0, "events": 1, "models": 2}[args.tab])
+    window.tabs.setCurrentIndex({"live": 0, "events": 1, "models": 2, "hr": 3}[args.tab])
     if args.fullscreen or console.window.fullscreen:
         window.showFullScreen()
     else:

@@ -185,6 +185,11 @@ class MainWindow(QMainWindow):
 
         self.comparison_view = ComparisonView()
         self.tabs.addTab(self.comparison_view, "Models  [F3]")
+        self.hr_panel: QWidget | None = None
+        self.hr_access = None
+        self.hr_placeholder = QLabel("HR (enrollment, operators, model versions) opens once the registry is loaded.")
+        self.hr_placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.tabs.addTab(self.hr_placeholder, "HR  [F4]")
         self.setCentralWidget(central)
         self.settings_button = QPushButton("⚙  Settings  [Ctrl+,]")
         self.settings_button.clicked.connect(self.open_settings)
@@ -230,6 +235,7 @@ class MainWindow(QMainWindow):
         add(Qt.Key.Key_F1, lambda: self.tabs.setCurrentIndex(0))
         add(Qt.Key.Key_F2, lambda: self.tabs.setCurrentIndex(1))
         add(Qt.Key.Key_F3, lambda: self.tabs.setCurrentIndex(2))
+        add(Qt.Key.Key_F4, lambda: self.tabs.setCurrentIndex(3))
         add("Ctrl+,", self.open_settings)
         for i, name in enumerate(self.cameras):
             add(Qt.Key.Key_1 + i, lambda n=name: self._live_key() and self.focus_camera(n))
@@ -605,7 +611,25 @@ class MainWindow(QMainWindow):
             except Exception as exc:
                 log.exception("events view unavailable")
                 self.events_placeholder.setText(f"The event log could not be opened: {exc}")
+        if self.hr_panel is None:
+            self._open_hr(Path(path))
         self._load_report()
+
+    def _open_hr(self, registry_path: Path) -> None:
+        """The HR tab: its login locks when idle; every change it makes is signed by HR."""
+        try:
+            from gui.hr.access import HRAccess
+            from gui.hr.panel import HRPanel
+
+            self.hr_access = HRAccess(registry_path, self)
+            cameras = parse_sources(self.settings.sources)
+            self.hr_panel = HRPanel(registry_path, registry_path.parent / "models", cameras, self.hr_access)
+            index = self.tabs.indexOf(self.hr_placeholder)
+            self.tabs.removeTab(index)
+            self.tabs.insertTab(index, self.hr_panel, "HR  [F4]")
+        except Exception as exc:
+            log.exception("HR tab unavailable")
+            self.hr_placeholder.setText(f"The HR tab could not be opened: {exc}")
 
     def _load_report(self) -> None:
         path = self.worker.registry_path
@@ -646,5 +670,7 @@ class MainWindow(QMainWindow):
             if self.events_view is not None and hasattr(self.events_view, "close_registry"):
                 self.events_view.close_registry()
             self.comparison_view.stop()
+            if self.hr_panel is not None:
+                self.hr_panel.stop()  # type: ignore[attr-defined]
             self.closed.emit(report)
         super().closeEvent(event)

@@ -15,7 +15,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from core.cli.common import DATA_DIR_HELP, check_output_file, data_dir, format_table, models_dir, open_registry
+from core.cli.common import (
+    DATA_DIR_HELP,
+    check_output_file,
+    data_dir,
+    format_table,
+    models_dir,
+    open_registry,
+)
 from core.errors import PermissionDenied, RegistryError
 
 NEW_PASSPHRASE_ENV = "FACEGATE_NEW_HR_PASSPHRASE"

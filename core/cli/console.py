@@ -45,6 +45,6 @@ def register(sub: Any) -> None:
                    help="close the window after S seconds, more than 0 (smoke tests, screenshots)")
     p.add_argument("--screenshot", metavar="FILE",
                    help="with --quit-after: save a PNG of the window just before it closes")
-    p.add_argument("--tab", choices=["live", "events", "models"], default="live",
+    p.add_argument("--tab", choices=["live", "events", "models", "hr"], default="live",
                    help="the view to show first (default: live)")
     p.set_defaults(func=cmd_console)

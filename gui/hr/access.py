@@ -127,7 +127,8 @@ class HRAccess(QObject):
         self._pending = (action, then)
         if self.dialog is not None:
             self.dialog.deleteLater()
-        dialog = HRLoginDialog([action], self.last_account, parent=parent)
+        dialog = HRLoginDialog([action], self.last_account, parent=parent, ok_text="Log in",
+                               intro="This needs an HR login; it stays logged in until a few idle minutes pass:")
         dialog.accepted.connect(lambda: self._check(dialog))
         dialog.rejected.connect(self._cancelled)
         self.dialog = dialog

@@ -137,10 +137,15 @@ class HRLoginDialog(QDialog):
         Prefilled account name (the last one used in the Settings dialog).
     single_account
         Whether the registry has exactly one enabled account, so the name may be left empty.
+    intro, ok_text
+        The sentence above the list, and the OK button's text (the console's HR tab logs in for a
+        while rather than signing one change).
     """
 
     def __init__(self, changes: list[str], account: str = "", *, single_account: bool = False,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None,
+                 intro: str = "Changing who is let in needs an HR login. You sign these changes:",
+                 ok_text: str = "Sign and save") -> None:
         super().__init__(parent)
         self.setWindowTitle("HR login")
         self.setObjectName("hrLogin")
@@ -149,8 +154,8 @@ class HRLoginDialog(QDialog):
                            f"{theme.DECISION_COLOURS['checking'].name()}; }}")
         self.setFont(theme.font(theme.BASE_POINTS))
         self.single_account = single_account
-        intro = QLabel("Changing who is let in needs an HR login. You sign these changes:")
-        intro.setWordWrap(True)
+        intro_label = QLabel(intro)
+        intro_label.setWordWrap(True)
         self.changes = QLabel("\n".join(f"  • {c}" for c in changes))
         self.changes.setStyleSheet(f"color: {theme.DECISION_COLOURS['checking'].name()}; font-weight: bold;")
         self.account = QLineEdit(account)
@@ -169,13 +174,13 @@ class HRLoginDialog(QDialog):
         note.setStyleSheet(HINT_STYLE)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.ok_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
-        self.ok_button.setText("Sign and save")
+        self.ok_button.setText(ok_text)
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         self.account.textChanged.connect(self._update_ok)
         self.passphrase.textChanged.connect(self._update_ok)
         layout = QVBoxLayout(self)
-        layout.addWidget(intro)
+        layout.addWidget(intro_label)
         layout.addWidget(self.changes)
         layout.addSpacing(6)
         layout.addLayout(form)
