@@ -53,6 +53,12 @@ HEALTH_COLOURS: dict[str, QColor] = {
 BACKGROUND = QColor(18, 20, 24)
 PANEL = QColor(30, 33, 40)
 TEXT = QColor(235, 235, 235)
+GOOD = DECISION_COLOURS["recognised"]
+"""Text that says all is well (a check passed, a shot kept)."""
+WARN = DECISION_COLOURS["checking"]
+"""Text that asks for attention (close to the threshold, a look-alike)."""
+BAD = DECISION_COLOURS["unknown"]
+"""Text that says something was refused or failed."""
 MUTED = QColor(160, 165, 175)
 
 

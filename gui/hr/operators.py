@@ -66,7 +66,7 @@ STATUS, LAST_SEEN, PHOTOS = 3, 4, 6
 SEARCHED = (1, 2, 3)
 """Columns the search box looks in: employee id, name, department."""
 DEACTIVATED = theme.DECISION_COLOURS["unknown"]
-WARN = theme.DECISION_COLOURS["checking"]
+WARN = theme.WARN
 
 
 def _when(value: Any) -> str:

@@ -25,9 +25,9 @@ from core.registry.capture import POSE_HINTS, POSES
 from gui import theme
 from gui.hr.wizard.workers import DuplicateCheck, FrameView
 
-GOOD = theme.DECISION_COLOURS["recognised"]
-WARN = theme.DECISION_COLOURS["checking"]
-BAD = theme.DECISION_COLOURS["unknown"]
+GOOD = theme.GOOD
+WARN = theme.WARN
+BAD = theme.BAD
 
 
 class PreviewWidget(QWidget):

@@ -25,8 +25,8 @@ from PySide6.QtWidgets import (
 from core.registry.capture import Shot
 from gui import theme
 
-GOOD = theme.DECISION_COLOURS["recognised"]
-BAD = theme.DECISION_COLOURS["unknown"]
+GOOD = theme.GOOD
+BAD = theme.BAD
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 

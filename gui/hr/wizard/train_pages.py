@@ -22,9 +22,9 @@ from gui import theme
 from gui.comparison.report_panel import ReportPanel
 from gui.hr.wizard.workers import HeldOutShot, Results
 
-GOOD = theme.DECISION_COLOURS["recognised"]
-WARN = theme.DECISION_COLOURS["checking"]
-BAD = theme.DECISION_COLOURS["unknown"]
+GOOD = theme.GOOD
+WARN = theme.WARN
+BAD = theme.BAD
 
 
 class TrainPage(QWizardPage):
