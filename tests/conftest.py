@@ -21,8 +21,9 @@ def _own_trust_dir(tmp_path_factory, monkeypatch):
     from core.registry.anchor import ANCHOR_FILE, system_trust_dir
 
     if (system_trust_dir() / ANCHOR_FILE).exists():
-        pytest.skip(f"a FaceGate trust anchor is installed on this machine ({system_trust_dir()}); the tests "
-                    "need a machine without one")
+        # Fail, never skip: a suite that skips everything would look green.
+        pytest.fail(f"a FaceGate trust anchor is installed on this machine ({system_trust_dir()}); the tests "
+                    "need a machine without one", pytrace=False)
     monkeypatch.setenv("FACEGATE_TRUST_DIR", str(tmp_path_factory.mktemp("trust")))
 
 

@@ -242,15 +242,35 @@ def _bucket(n: int) -> int:
 # Networks
 
 
+# SHA-256 of the weight files in the pinned mtcnn 1.0.0 wheel: they are joblib pickles, so each is
+# checked against this before it is unpickled (a file replaced in the install must not run code).
+_WEIGHT_SHA256 = {
+    "pnet.lz4": "ea6b0c3e685ebee3165326ad6484acc95f2ef78f1c94fbf40a55704fa989f7b5",
+    "rnet.lz4": "cb00e6460f3c98b0bfafaba3c0a0ded4bdf6e62cee7174d969e8670d7e757fee",
+    "onet.lz4": "94f6ea2f4cf985275ee958cdd762d17b6009348a4fb9d8c6be39ba73ffd22ca3",
+}
+
+
 def _load_weights(name: str) -> Any:
-    """The weights list of one network, read from the mtcnn wheel only.
+    """The weights list of one network, read from the mtcnn wheel only, after checking its SHA-256.
 
     (``mtcnn.utils.tensorflow.load_weights`` first tries ``name`` relative to the working directory,
-    and the files are joblib pickles: we never read one we did not install.)
+    and the files are joblib pickles: we never read one we did not install, nor one that changed.)
+
+    Raises
+    ------
+    ModelError
+        If the file's SHA-256 is not the pinned one.
     """
+    import hashlib
+
     import joblib
 
     path = importlib.resources.files("mtcnn.assets.weights") / name
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != _WEIGHT_SHA256.get(name):
+        raise ModelError(f"The MTCNN weights {name} in the installed mtcnn package are not the pinned ones (their "
+                         "SHA-256 differs); they were not loaded. Reinstall from packaging/requirements.lock.")
     with importlib.resources.as_file(path) as file:
         return joblib.load(file)
 

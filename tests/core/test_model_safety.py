@@ -378,3 +378,14 @@ def test_a_data_folder_restored_elsewhere_still_loads_its_models_by_name(demo_co
     _set_active_path(db, str(tmp_path / "old-site" / "data" / "models" / version))
     model = _load(db, models)
     assert model is not None and model.version == version
+
+
+def test_mtcnn_weights_that_changed_in_the_install_are_refused_before_unpickling(monkeypatch):
+    """The detector's weights are joblib pickles too: checked against their pinned SHA-256 first."""
+    from core.errors import ModelError
+    from core.vision import detector
+
+    monkeypatch.setitem(detector._WEIGHT_SHA256, "pnet.lz4", "0" * 64)
+    with pytest.raises(ModelError, match="not the pinned ones"):
+        detector._load_weights("pnet.lz4")
+    assert isinstance(detector._load_weights("rnet.lz4"), list)
