@@ -633,7 +633,9 @@ class MainWindow(QMainWindow):
 
     def _load_report(self) -> None:
         path = self.worker.registry_path
-        if path is not None:
+        # A model reload queued before the window closed may arrive after closeEvent stopped the views:
+        # it must not start a new loader thread then.
+        if path is not None and not self._closing:
             self.comparison_view.load_report(Path(path), Path(path).parent / "models")
 
     def resizeEvent(self, event) -> None:
