@@ -234,7 +234,9 @@ class CapturePage(QWizardPage):
     # -- page --------------------------------------------------------------------------------------
 
     def isComplete(self) -> bool:
-        blocked = self.duplicate.isVisible() and not self.override.isChecked()
+        # From the check itself, never from the warning's visibility: QWizard asks while it re-lays out the
+        # page, when the warning can read as not visible, and Next was left enabled past the warning.
+        blocked = self.w.duplicate.kind != "ok" and not self.override.isChecked()
         return len(self.w.shots) >= self.w.min_shots and not blocked and self.w.capture_ready
 
     def import_files(self, paths: list[str | Path]) -> None:

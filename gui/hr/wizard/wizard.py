@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QThread, Signal, Slot
+from PySide6.QtCore import QMetaObject, Qt, QThread, Signal, Slot
 from PySide6.QtWidgets import QWidget, QWizard
 
 from core.registry.capture import DEFAULT_QUOTA, POSES, CapturePlan, Shot
@@ -392,6 +392,8 @@ class EnrollmentWizard(QWizard):
             self._stop(name)
         if self.capture_thread is not None:
             self.capture.request_stop()
+            if self.capture_thread.isRunning():  # its timer is stopped in its own thread, never from this one
+                QMetaObject.invokeMethod(self.capture, "stop_capture", Qt.ConnectionType.BlockingQueuedConnection)
             stop_thread(self.capture_thread)
             self.capture.close_source()
             self.capture_thread = None

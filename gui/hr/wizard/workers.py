@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 PREVIEW_SIZE = (720, 540)
 """The preview frame is resized to fit this (in the worker), then painted 1:1."""
 TICK_MS = 15
+MANUAL_WAIT_S = 3.0
+"""How long "Capture now" waits for a good picture before it says why none was kept."""
 """How often the capture worker looks for a newer frame."""
 
 
@@ -132,6 +135,7 @@ class CaptureWorker(QObject):
         self.employee_id = ""
         self.existing = False
         self._manual: str | None = None  # a capture by hand asked for, with its pose ("" = as measured)
+        self._manual_until = 0.0  # ... until this time.monotonic(); then it is refused with the last advice
         self._last_index = -1
         self._timer: QTimer | None = None
         self._lock = threading.Lock()
@@ -208,6 +212,7 @@ class CaptureWorker(QObject):
     def capture_now(self, pose_name: str) -> None:
         """Keep the next good frame as a shot, even if its pose has its shots (HR pressed Capture)."""
         self._manual = pose_name
+        self._manual_until = time.monotonic() + MANUAL_WAIT_S
 
     @Slot(str, bool)
     def set_operator(self, employee_id: str, existing: bool) -> None:
@@ -260,7 +265,11 @@ class CaptureWorker(QObject):
         detections = list(self.pipeline.detector.detect(image))
         report = check_quality(image, _Detected(self.pipeline, detections), self.plan.thresholds)
         embedding = self.pipeline.embed(image, [report.detection])[0] if report.passed else None
-        manual, self._manual = self._manual, None
+        manual = self._manual
+        if manual is not None and (report.passed or time.monotonic() >= self._manual_until):
+            self._manual = None  # taken now (a good picture) or given up (none came in time: said why)
+        elif manual is not None:
+            manual = None  # still waiting for a good picture
         offer = Offer(False, "")
         if report.passed and (self.auto or manual is not None):
             offer = self.plan.offer(image, report, embedding, manual=manual is not None,
