@@ -73,7 +73,13 @@ class Decision:
 
 @dataclass(frozen=True)
 class FaceResult:
-    """Everything FaceGate knows about one face in one image or frame."""
+    """Everything FaceGate knows about one face in one image or frame.
+
+    ``probabilities`` and ``votes`` are each model's probabilities *given that the face is an enrolled
+    person*; ``enrolled`` is the gate's probability that it is one at all, from its distance to the
+    nearest enrolled identity (:meth:`core.recognition.openset.Calibration.enrolled_probability`);
+    ``None`` when the face was not recognised (cut by the frame's edge).
+    """
 
     detection: Detection
     votes: tuple[ModelVote, ...]
@@ -81,3 +87,4 @@ class FaceResult:
     decision: Decision
     nearest: str
     model_version: str
+    enrolled: float | None = None

@@ -1,4 +1,5 @@
-"""Live feed tiles: the frame painted 1:1 with each face's box, landmarks, decision and three model bars.
+"""Live feed tiles: the frame painted 1:1 with each face's box, landmarks, decision, three model bars and
+the gate's open-set bar.
 
 Painted in ``paintEvent`` with QPainter from the newest :class:`~gui.session_worker.DisplayFrame`
 (already resized for the tile in the camera's thread); nothing here decodes, resizes or recognises.
@@ -17,11 +18,15 @@ from PySide6.QtWidgets import QGridLayout, QSizePolicy, QWidget
 from core.live.flags import flag_reasons
 from core.live.sources import SourceState, SourceStatus
 from core.live.tracking import TrackState, TrackView
+from core.recognition.openset import enrolled_label
 from gui import theme
 from gui.session_worker import DisplayFrame
 
 HEADER = 34
 """Height of the tile's title bar (camera name, health, fps)."""
+
+GATE_SHORT = "GATE"
+"""Row label of the gate's probability that the face is enrolled at all, under the three models'."""
 
 
 def track_state(track: TrackView) -> str:
@@ -181,33 +186,39 @@ class FeedTile(QWidget):
         self._paint_bars(p, track, box)
 
     def _paint_bars(self, p: QPainter, track: TrackView, box: QRectF) -> None:
-        """Three bars beside the box: each model's favourite person and probability, same order always."""
+        """Bars beside the box: each model's favourite person and probability, same order always, then
+        the gate's probability that the face is enrolled at all (``GATE``, when known)."""
         row_h = 22.0
         p.setFont(theme.font(10, bold=True))
         metrics = p.fontMetrics()
-        texts = {}
+        # (row label, probability, text, bar colour)
+        rows: list[tuple[str, float, str, QColor]] = []
         for name in theme.MODEL_ORDER:
             if name in track.models:
                 ident, prob = track.models[name]
                 named_same = track.state is TrackState.NAMED and ident == track.identity
-                texts[name] = f"{prob:.2f}" if named_same else f"{ident[:14]} {prob:.2f}"
-        label_w = max(metrics.horizontalAdvance(theme.MODEL_SHORT[m]) for m in theme.MODEL_ORDER) + 10
-        text_w = max((metrics.horizontalAdvance(t) for t in texts.values()), default=0) + 10
+                text = f"{prob:.2f}" if named_same else f"{ident[:14]} {prob:.2f}"
+                rows.append((theme.MODEL_SHORT[name], prob, text, theme.MODEL_COLOURS[name]))
+        # The models' numbers assume the face is someone enrolled; this one says whether it is.
+        gate = enrolled_label(track.enrolled)
+        if gate:
+            rows.append((GATE_SHORT, track.enrolled, gate, theme.GOOD if track.enrolled >= 0.5 else theme.BAD))
+        label_w = max(metrics.horizontalAdvance(t) for t in (*theme.MODEL_SHORT.values(), GATE_SHORT)) + 10
+        text_w = max((metrics.horizontalAdvance(r[2]) for r in rows), default=0) + 10
         bar_w = 64.0
         width = label_w + bar_w + 6 + text_w
         left = box.right() + 8
         if left + width > self.width():
             left = max(4.0, box.x() - width - 8)
-        for i, (name, text) in enumerate(texts.items()):
-            prob = track.models[name][1]
+        for i, (label, prob, text, colour) in enumerate(rows):
             row = QRectF(left, box.y() + i * (row_h + 4), width, row_h)
             p.fillRect(row, QColor(0, 0, 0, 180))
             p.setPen(theme.TEXT)
-            p.drawText(row.adjusted(5, 0, 0, 0), Qt.AlignmentFlag.AlignVCenter, theme.MODEL_SHORT[name])
+            p.drawText(row.adjusted(5, 0, 0, 0), Qt.AlignmentFlag.AlignVCenter, label)
             bar = QRectF(row.x() + label_w, row.y() + 6, bar_w, row_h - 12)
             p.fillRect(bar, QColor(70, 70, 70))
             filled = QRectF(bar.x(), bar.y(), bar.width() * max(0.0, min(1.0, prob)), bar.height())
-            p.fillRect(filled, theme.MODEL_COLOURS[name])
+            p.fillRect(filled, colour)
             p.drawText(QRectF(bar.right() + 6, row.y(), text_w, row_h), Qt.AlignmentFlag.AlignVCenter, text)
 
 

@@ -58,7 +58,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                       policy=policy_from_args(args), deep=args.deep, cv_splits=args.cv_splits,
                       cv_repeats=args.cv_repeats, progress=progress_bar(args))
     print(format_report(report))
-    print(f"Wrote {out_dir / 'stacker_cv.csv'} and {out_dir / 'stacker_cv_boxplot.png'}")
+    print(f"Wrote {out_dir / 'stacker_cv.csv'}, {out_dir / 'stacker_cv_boxplot.png'} "
+          f"and {out_dir / 'reliability.png'}")
     if args.report:
         save_report(report, Path(args.report))
         print(f"Wrote {args.report}")
@@ -151,6 +152,7 @@ def _face_row(name: str, index: int, face: Any) -> dict[str, Any]:
         "image": str(name), "face": index, "box": list(d.box), "confidence": round(d.confidence, 4),
         "landmarks": [[round(x, 1), round(y, 1)] for x, y in d.landmarks],
         "models": {v.model: {"identity": v.identity, "probability": round(v.probability, 4)} for v in face.votes},
+        "enrolled": None if face.enrolled is None else round(face.enrolled, 4),
         "decision": face.decision.identity, "accepted": face.decision.accepted,
         "distance": round(face.decision.distance, 4), "threshold": round(face.decision.threshold, 4),
         "nearest": face.nearest, "reason": face.decision.reason, "model_version": face.model_version,
@@ -158,11 +160,15 @@ def _face_row(name: str, index: int, face: Any) -> dict[str, Any]:
 
 
 def _format_face(row: dict[str, Any]) -> str:
+    from core.recognition.openset import enrolled_label
+
     x, y, w, h = row["box"]
     marks = " ".join(f"({px:.0f},{py:.0f})" for px, py in row["landmarks"])
     votes = "  ".join(f"{m}={v['identity']} {100 * v['probability']:.1f}%" for m, v in row["models"].items())
+    # The models' probabilities assume the face is someone enrolled; the gate's says whether it is.
+    gate = enrolled_label(row["enrolled"])
     return (f"{row['image']} face {row['face']}: box x={x} y={y} w={w} h={h}  landmarks {marks}\n"
-            f"    {votes}\n"
+            f"    {gate + '  ' if gate else ''}{votes}\n"
             f"    -> {row['decision'].upper() if row['decision'] == 'unknown' else row['decision']}"
             f"  (distance {row['distance']:.3f}, threshold {row['threshold']:.3f}: {row['reason']})")
 
@@ -219,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", help="folder holding train/<person>/ and val/<person>/ ('demo' for the seed dataset)")
     p.add_argument("--unknown", help="folder of photos of people who are not in DATASET ('demo': Obama, Biden)")
     p.add_argument("--report", help="write the JSON report here")
-    p.add_argument("--out", help="folder for the CSV and boxplot PNG (default: beside --report, else .)")
+    p.add_argument("--out", help="folder for the CSV, the boxplot and the reliability diagram PNG "
+                                 "(default: beside --report, else .)")
     p.add_argument("--cv-splits", type=IntArg(minimum=2), default=10,
                    help="stacking CV folds, at least 2 (adapted to small classes; default: 10)")
     p.add_argument("--cv-repeats", type=IntArg(minimum=1), default=3, help="stacking CV repeats (default: 3)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 import threading
@@ -36,6 +37,7 @@ if TYPE_CHECKING:  # the session pulls in numpy and OpenCV: imported when the co
 
 def _format_decision(decision: TrackDecision, names: dict[str, str]) -> str:
     from core.live.monitor import decision_code
+    from core.recognition.openset import enrolled_label
 
     track = decision.track
     code = decision_code(decision)
@@ -48,7 +50,9 @@ def _format_decision(decision: TrackDecision, names: dict[str, str]) -> str:
     latency = f"  after {1000 * decision.latency:.0f} ms" if decision.latency is not None else ""
     change = f"  (was {decision.previous})" if decision.kind == "changed" else ""
     stamp = datetime.now().strftime("%H:%M:%S")
-    return (f"{stamp} {track.camera:<8} track {track.id:<4} {code.upper():<12} {who:<28} {models}  "
+    gate = enrolled_label(track.enrolled)  # "" before any recognised observation
+    return (f"{stamp} {track.camera:<8} track {track.id:<4} {code.upper():<12} {who:<28} "
+            f"{gate + '  ' if gate else ''}{models}  "
             f"distance {track.distance:.2f} (threshold {track.threshold:.2f}){latency}{change}")
 
 
@@ -60,6 +64,7 @@ def _decision_json(decision: TrackDecision) -> dict[str, Any]:
             "camera": t.camera, "track": t.id, "decision": decision_code(decision), "kind": decision.kind,
             "identity": t.identity if t.state.value == "named" else None, "previous": decision.previous,
             "models": {m: {"identity": i, "probability": round(p, 4)} for m, (i, p) in t.models.items()},
+            "enrolled": round(t.enrolled, 4) if math.isfinite(t.enrolled) else None,
             "distance": round(t.distance, 4), "threshold": round(t.threshold, 4), "reason": t.reason,
             "latency_ms": None if decision.latency is None else round(1000 * decision.latency, 1),
             "observations": t.observations}

@@ -172,14 +172,23 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise FaceGateError(f"{root}: there is no such folder. Give a folder holding <employee id>/<photos>.")
     with open_registry(args) as reg:
         with _hr(reg, f"import {root}", args) as hr:
+            last_id = max((a.id for a in reg.audit_log(limit=1)), default=0)
             results = Enroller(reg, FacePipeline()).import_dataset(root, actor=hr.actor, progress=progress_bar(args),
-                                                                   confirm_duplicate=args.confirm_duplicate)
+                                                                   confirm_duplicate=args.confirm_duplicate,
+                                                                   largest_face=args.largest_face)
+            # Name the photos enrolled from their largest face, for HR to look at (their audit rows).
+            chosen = ([a for a in reg.audit_log(action="largest_face_chosen") if a.id > last_id]
+                      if args.largest_face else [])
     accepted = rejected = 0
     for person, result in results.items():
         accepted += len(result.accepted)
         rejected += len(result.rejected)
         for name, reason in result.rejected:
             print(f"rejected: {person}: {reason}")
+    for entry in chosen:
+        new = entry.new or {}
+        print(f"largest face: {entry.object}: {str(new.get('source', '')).removeprefix('file:')}: the largest of "
+              f"{new.get('faces')} faces enrolled (audited as largest_face_chosen)")
     print(f"Imported {len(results)} people: {accepted} photos accepted, {rejected} rejected.")
     return 0
 
@@ -396,6 +405,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser("import", parents=[shared], help="enroll a folder-per-person dataset (HR)")
     p.add_argument("dataset", help="folder holding <employee id>/<photos>")
     p.add_argument("--confirm-duplicate", action="store_true", help="do not refuse look-alikes")
+    p.add_argument("--largest-face", action="store_true",
+                   help="in a photo with bystanders, enroll the largest face if it is clearly the subject "
+                        "(at least twice the area of the next); audited")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("train", parents=[shared], help="retrain the three models from the registry (HR)")

@@ -1,8 +1,9 @@
 """Recording decisions: the event writer thread, and the short decision code each event carries.
 
 :class:`EventWriter` owns its own registry connection and appends one event per decision (with the
-face's thumbnail, each model's probability, the distance, the camera, the model version, and the flag
-reasons of :mod:`core.live.flags` in the reason), in small transactions, never dropping one.
+face's thumbnail, each model's probability and the gate's probability that the face is enrolled at all,
+the distance, the camera, the model version, and the flag reasons of :mod:`core.live.flags` in the
+reason), in small transactions, never dropping one.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from core.registry.event_query import FLAG_MARKER
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ErrorCallback", "EventWriter", "decision_code"]
+__all__ = ["ENROLLED_KEY", "ErrorCallback", "EventWriter", "decision_code"]
+
+ENROLLED_KEY = "enrolled"
+"""Key of the gate's probability that the face is enrolled at all, in an event's ``probabilities``."""
 
 ErrorCallback = Callable[[str, str, bool], None]
 """``on_error(where, message, fatal)``: a background thread failed.  ``where`` names the thread
@@ -187,7 +191,11 @@ class EventWriter:
 
         track = decision.track
         named = track.state is TrackState.NAMED and decision.kind != "undecided"
-        probabilities = {name: {ident: round(p, 4)} for name, (ident, p) in track.models.items()}
+        probabilities: dict[str, Any] = {name: {ident: round(p, 4)} for name, (ident, p) in track.models.items()}
+        if math.isfinite(track.enrolled):
+            # The gate's open-set probability beside the models' (a number, not a model's {who: p}:
+            # readers of the column skip entries that are not a dict).
+            probabilities[ENROLLED_KEY] = round(track.enrolled, 4)
         reason = track.reason if decision.kind != "changed" else f"{track.reason} (track {track.id})"
         flags = flag_reasons(track) if decision.kind != "undecided" else ()
         if flags:

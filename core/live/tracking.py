@@ -161,9 +161,12 @@ class TrackView:
     frames_since_detection: int
     gallery_only: bool = False
     margin: float = math.nan
+    enrolled: float = math.nan
 
     #: ``margin``: median of how much further the second-nearest enrolled person is than the nearest
     #: (the gate's own margin), over the same observations as ``distance``; NaN before any.
+    #: ``enrolled``: median of the gate's probability that the face is an enrolled person at all
+    #: (:attr:`core.types.FaceResult.enrolled`), over the same observations; NaN before any.
 
     @property
     def label(self) -> str:
@@ -616,6 +619,8 @@ class Tracker:
             models[name] = max(means.items(), key=lambda kv: (kv[1], kv[0]))
         distances = [o.result.decision.distance for o in focus]
         margins = [o.result.decision.margin for o in focus if math.isfinite(o.result.decision.margin)]
+        enrolled = [o.result.enrolled for o in focus if o.result.enrolled is not None
+                    and math.isfinite(o.result.enrolled)]
         last: Any = window[-1].result if window else None
         return TrackView(
             id=track.id, camera=track.camera, box=track.box, landmarks=track.landmarks, state=track.state,
@@ -628,4 +633,5 @@ class Tracker:
             gallery_only=bool(last is not None and "gallery only" in last.decision.reason
                               and track.state is TrackState.NAMED),
             margin=float(np.median(margins)) if margins else math.nan,
+            enrolled=float(np.median(enrolled)) if enrolled else math.nan,
         )

@@ -200,6 +200,45 @@ def _embed_one(
     return value
 
 
+def augment_for_training(
+    data: EmbeddedSet, pipeline: object, *, use_cache: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Augmented copies that top up the people of ``data`` with few photos (issue 12).
+
+    As the registry does at enrollment (:mod:`core.recognition.augment`): each photo of a person with
+    fewer than :data:`~core.recognition.augment.AUGMENT_BELOW` photos is embedded in its variations
+    (cached beside its embedding), and :func:`~core.recognition.augment.top_up` picks the copies.
+    Returns their embeddings, labels and the row of ``data`` each comes from (its group).
+    """
+    from core.recognition.augment import AUGMENT_BELOW, augmented_embeddings, top_up
+
+    counts: dict[str, int] = {}
+    for label in data.y.tolist():
+        counts[label] = counts.get(label, 0) + 1
+    cache = EmbeddingCache(pipeline.signature + "|augment-v1") if use_cache else None  # type: ignore[attr-defined]
+    stored: dict[int, np.ndarray] = {}
+    for row, (label, path) in enumerate(zip(data.y.tolist(), data.paths)):
+        if counts[label] >= AUGMENT_BELOW:
+            continue
+        raw = path.read_bytes()
+        digest = hashlib.sha256(raw).hexdigest()
+        hit = cache.get(digest) if cache is not None else None
+        if isinstance(hit, tuple):
+            stored[row] = hit[0]
+            continue
+        image = decode_image(raw, path.name)
+        det, _ = pipeline.single_face(image, path.name)  # type: ignore[attr-defined]
+        face = pipeline.align(image, [det])  # type: ignore[attr-defined]
+        stored[row] = augmented_embeddings(pipeline.embedder, face)[0]  # type: ignore[attr-defined]
+        if cache is not None:
+            cache.put(digest, (stored[row], det.box))
+    rows, variants = top_up(data.y.tolist(), list(range(len(data))), stored)
+    if not rows:
+        return np.zeros((0, data.x.shape[1]), np.float32), np.zeros(0, dtype=data.y.dtype), np.zeros(0, np.int64)
+    x_aug = np.stack([stored[r][v] for r, v in zip(rows, variants)]).astype(np.float32)
+    return x_aug, data.y[np.asarray(rows)], np.asarray(rows, np.int64)
+
+
 def write_json(path: Path, obj: object) -> None:
     """Write JSON via a temp file and rename."""
     tmp = path.with_suffix(path.suffix + ".tmp")

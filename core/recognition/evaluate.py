@@ -4,6 +4,12 @@ Closed set (as the thesis): train the three models on ``train/``, score ``train/
 Super Learner base learners' train/val accuracy; the stacking ensemble's repeated-stratified-k-fold
 accuracy mean (std) per model (CSV + boxplot PNG); each model's probability for each val face.
 
+Calibration (beyond the thesis): each model's expected calibration error, Brier score and wrong names
+given with high probability on the val faces, and a reliability diagram PNG (three curves on one plot);
+the same figures pooled over the leave-one-identity-out pass below (cheap: its probabilities are
+computed anyway), where the left-out person's photos count as wrong whatever the model names.  The
+stacking cross-validation yields only accuracies, so there is no k-fold out-of-fold ECE.
+
 Open set (beyond the thesis): leave-one-identity-out.  Each person in turn is removed from training,
 the three models and the gallery threshold are fitted on the others, and then the removed person's
 photos (train and val) are presented as strangers (impostors) while the other people's val photos are
@@ -22,8 +28,10 @@ from typing import Any
 import numpy as np
 
 from core.errors import DatasetError
-from core.recognition.dataset import EmbeddedSet, check_layout, embed_folder, write_json
+from core.recognition.augment import AUGMENT_BELOW
+from core.recognition.dataset import EmbeddedSet, augment_for_training, check_layout, embed_folder, write_json
 from core.recognition.engine import MODEL_NAMES, FacePipeline, Policy, RecognitionModel, train_model
+from core.recognition.reliability import calibration_summary, label_indices
 from core.types import UNKNOWN
 
 log = logging.getLogger(__name__)
@@ -31,6 +39,10 @@ log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
 Cancel = Callable[[], bool]
 STACKER_KEYS = ("lr", "knn", "cart", "svm", "bayes", "stacking")
+CALIBRATION_BINS = 15
+# The console's colours for the three models (gui/theme.py; core cannot import it).
+MODEL_COLOURS = {"svc": "#4285f4", "stacker": "#ff9800", "super_learner": "#00acc1"}
+MODEL_LABELS = {"svc": "SVC", "stacker": "Stacker", "super_learner": "Super Learner"}
 
 
 def _stage(progress: Progress | None, lo: float, hi: float, title: str) -> Progress:
@@ -88,9 +100,9 @@ def evaluate(
         strangers = embed_folder(Path(unknown), pipeline, progress=_stage(progress, 0.35, 0.4, "reading unknown"),
                                  cancel=cancel, label_loose_files=UNKNOWN)
 
-    model = train_model(train.x, train.y, policy=policy, deep=deep, cancel=cancel,
-                        progress=_stage(progress, 0.4, 0.55, "training"),
-                        metadata={"signature": pipeline.signature, "dataset": str(dataset)})
+    model, topped_up = _fit(train, pipeline, policy=policy, deep=deep, cancel=cancel,
+                            progress=_stage(progress, 0.4, 0.55, "training"),
+                            metadata={"signature": pipeline.signature, "dataset": str(dataset)})
     val_known = _restrict(val, set(model.classifiers["svc"].classes_))
     models = {
         name: {"train_accuracy": _accuracy(model, name, train), "val_accuracy": _accuracy(model, name, val_known),
@@ -104,11 +116,31 @@ def evaluate(
     models["super_learner"]["weights"] = {k: round(float(v), 4) for k, v in sl.weights_[0].items()}
     models["super_learner"]["layers"] = int(sl.n_layers_)
 
+    # The thesis's table: real photos only (no augmented copies), folds that adapt per person.
     cv = stacker_cv_scores(train.x, train.y, n_splits=cv_splits, n_repeats=cv_repeats, cancel=cancel,
                            progress=_stage(progress, 0.55, 0.7, "stacking cross-validation"))
+    counts = {str(p): int(n) for p, n in zip(*np.unique(train.y, return_counts=True))}
+    folds_used = len(next(iter(cv.values()))) // max(int(cv_repeats), 1)
+    adapted = {
+        "cv_folds_requested": int(cv_splits), "cv_folds_used": folds_used,
+        "cv_folds_per_person": min(counts.values()) < folds_used or folds_used < int(cv_splits),
+        "photos_per_person": counts,
+        "augmented_copies": topped_up,
+        "note": ("Folds adapt per person: someone with fewer photos than folds is held out in only as many "
+                 "folds as they have photos. People with fewer than "
+                 f"{AUGMENT_BELOW} photos are trained on with augmented copies (mirrored, shifted, zoomed, "
+                 "lighter, darker) of their photos; the gallery and its threshold use real photos only."),
+    }
     models["stacker"]["cv_accuracy"] = {"mean": float(np.mean(cv["stacking"])), "std": float(np.std(cv["stacking"]))}
     cv_table = {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "scores": [float(s) for s in v]}
                 for k, v in cv.items()}
+
+    # Calibration on every val face, including anyone the models were not trained on (counted wrong).
+    val_proba = model.probabilities(val.x) if len(val) else {}
+    for name in MODEL_NAMES:
+        classes = model.classifiers[name].classes_
+        proba = val_proba[name] if len(val) else np.zeros((0, len(classes)))
+        models[name]["calibration"] = calibration_summary(proba, label_indices(val.y, classes), CALIBRATION_BINS)
 
     val_faces = []
     for (votes, table, decision, nearest), path, truth in zip(model.decide(val.x), val.paths, val.y):
@@ -119,7 +151,10 @@ def evaluate(
             "decision": decision.identity, "distance": round(decision.distance, 4), "reason": decision.reason,
         })
 
-    open_set = _leave_one_identity_out(train, val, policy, deep, _stage(progress, 0.7, 0.97, "open set"), cancel)
+    open_set = _leave_one_identity_out(train, val, policy, deep, _stage(progress, 0.7, 0.97, "open set"), cancel,
+                                       pipeline)
+    for name, summary in open_set.pop("model_calibration").items():
+        models[name]["calibration_leave_one_identity_out"] = summary
     open_set["threshold"] = round(model.threshold, 4)
     open_set["calibration"] = model.calibration.summary()
     val_decisions = [f["decision"] == f["truth"] for f in val_faces]
@@ -146,6 +181,7 @@ def evaluate(
         "models": models,
         "base_learners": base,
         "stacker_cv": cv_table,
+        "adapted": adapted,
         "val_faces": val_faces,
         "open_set": open_set,
         "seconds": round(time.perf_counter() - t0, 1),
@@ -157,15 +193,31 @@ def evaluate(
     return report
 
 
+def _fit(data: EmbeddedSet, pipeline: Any, **kwargs: Any) -> tuple[RecognitionModel, dict[str, int]]:
+    """``train_model`` on ``data`` topped up with augmented copies (as enrollment does); the copies per person."""
+    x_aug, y_aug, g_aug = augment_for_training(data, pipeline)
+    x = np.concatenate([data.x, x_aug])
+    y = np.concatenate([data.y, y_aug])
+    groups = np.concatenate([np.arange(len(data)), g_aug])
+    model = train_model(x, y, groups=groups, augmented=np.arange(len(y)) >= len(data), **kwargs)
+    people, copies = np.unique(y_aug, return_counts=True) if len(y_aug) else ([], [])
+    return model, {str(p): int(n) for p, n in zip(people, copies)}
+
+
 def _restrict(data: EmbeddedSet, classes: set[str]) -> EmbeddedSet:
     keep = np.array([c in classes for c in data.y], dtype=bool)
     return EmbeddedSet(data.x[keep], data.y[keep], [p for p, k in zip(data.paths, keep) if k])
 
 
 def _leave_one_identity_out(
-    train: EmbeddedSet, val: EmbeddedSet, policy: Policy, deep: bool, progress: Progress, cancel: Cancel | None
+    train: EmbeddedSet, val: EmbeddedSet, policy: Policy, deep: bool, progress: Progress, cancel: Cancel | None,
+    pipeline: Any = None,
 ) -> dict[str, Any]:
     people = sorted(set(train.y))
+    column = {p: i for i, p in enumerate(people)}
+    # Per model, each presented face's probabilities over all people (0 for the left-out one) and its
+    # true column, -1 for the left-out person: no name the fold's model can give them is right.
+    pooled: dict[str, tuple[list[list[float]], list[int]]] = {n: ([], []) for n in MODEL_NAMES}
     genuine_ok: list[bool] = []
     impostor_rejected: list[bool] = []
     folds = []
@@ -176,12 +228,26 @@ def _leave_one_identity_out(
         def fold_progress(frac: float, msg: str, i: int = i, who: str = person) -> None:
             progress((i + frac) / len(people), f"without {who}: {msg}")
 
-        model = train_model(train.x[keep], train.y[keep], policy=policy, deep=deep, cancel=cancel,
-                            progress=fold_progress)
+        rows = np.flatnonzero(keep)
+        fold = EmbeddedSet(train.x[rows], train.y[rows], [train.paths[r] for r in rows],
+                           [train.boxes[r] for r in rows] if train.boxes else [])
+        model = (_fit(fold, pipeline, policy=policy, deep=deep, cancel=cancel, progress=fold_progress)[0]
+                 if pipeline is not None else
+                 train_model(fold.x, fold.y, policy=policy, deep=deep, cancel=cancel, progress=fold_progress))
         gen_mask = (val.y != person) & np.isin(val.y, train.y[keep])
         imp_x = np.concatenate([train.x[~keep], val.x[val.y == person]])
-        g = [d[2].identity == t for d, t in zip(model.decide(val.x[gen_mask]), val.y[gen_mask])]
-        r = [d[2].identity == UNKNOWN for d in model.decide(imp_x)]
+        gen_decided = model.decide(val.x[gen_mask])
+        imp_decided = model.decide(imp_x)
+        g = [d[2].identity == t for d, t in zip(gen_decided, val.y[gen_mask])]
+        r = [d[2].identity == UNKNOWN for d in imp_decided]
+        truths = [column[str(t)] for t in val.y[gen_mask]] + [-1] * len(imp_decided)
+        for d, t in zip(gen_decided + imp_decided, truths):
+            for name, (rows, ys) in pooled.items():
+                row = [0.0] * len(people)
+                for who, prob in d[1][name].items():
+                    row[column[who]] = prob
+                rows.append(row)
+                ys.append(t)
         genuine_ok += g
         impostor_rejected += r
         folds.append({"left_out": person, "threshold": round(model.threshold, 4),
@@ -195,11 +261,37 @@ def _leave_one_identity_out(
         "genuine_faces": len(genuine_ok),
         "impostor_faces": len(impostor_rejected),
         "folds": folds,
+        "model_calibration": {
+            name: calibration_summary(np.asarray(rows, dtype=np.float64).reshape(len(ys), len(people)),
+                                      np.asarray(ys, dtype=np.intp), CALIBRATION_BINS)
+            for name, (rows, ys) in pooled.items()
+        },
     }
 
 
+def _pyplot() -> Any:
+    """matplotlib.pyplot on the headless Agg backend (core runs without a display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_png(plt: Any, fig: Any, path: Path) -> None:
+    """Save ``fig`` to a temp file, close it, then rename: a reader never sees half a PNG."""
+    tmp_png = path.with_suffix(".tmp.png")
+    fig.savefig(tmp_png)
+    plt.close(fig)
+    tmp_png.replace(path)
+
+
 def write_outputs(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    """Write ``report.json``-style artefacts: the CV CSV and boxplot PNG; return their paths."""
+    """Write the CV CSV, its boxplot PNG and the reliability diagram PNG; return their paths.
+
+    Keys of the result: ``"csv"``, ``"png"`` (the boxplot) and ``"reliability"``.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / "stacker_cv.csv"
     png_path = out_dir / "stacker_cv_boxplot.png"
@@ -212,10 +304,7 @@ def write_outputs(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
             for fold, score in enumerate(row["scores"]):
                 writer.writerow([name, fold, f"{score:.6f}"])
     tmp.replace(csv_path)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     names = [n for n in STACKER_KEYS if n in cv]
@@ -225,11 +314,60 @@ def write_outputs(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     ax.set_title("Stacked ensemble: repeated stratified k-fold accuracy")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    tmp_png = png_path.with_suffix(".tmp.png")
-    fig.savefig(tmp_png)
-    plt.close(fig)
-    tmp_png.replace(png_path)
-    return {"csv": csv_path, "png": png_path}
+    _save_png(plt, fig, png_path)
+    reliability_path = out_dir / "reliability.png"
+    write_reliability_diagram(report, reliability_path)
+    return {"csv": csv_path, "png": png_path, "reliability": reliability_path}
+
+
+def write_reliability_diagram(report: dict[str, Any], path: Path) -> None:
+    """Draw each model's reliability curve (one plot, three curves and the diagonal) into ``path``.
+
+    Left: the val faces.  Right, when the report has it: the leave-one-identity-out pass, where the
+    left-out person's photos count as wrong whatever the models name.  Top: per confidence bin, the
+    share of faces named right against the mean probability given to the top name, a marker's area
+    growing with the bin's face count; on the dashed diagonal a model's probabilities mean what they
+    say.  Bottom: the face count per bin and model.
+    """
+    plt = _pyplot()
+
+    panels = [("calibration", "Held-out val faces ({n})")]
+    if all("calibration_leave_one_identity_out" in report["models"][n] for n in MODEL_NAMES):
+        panels.append(("calibration_leave_one_identity_out",
+                       "Leave-one-identity-out ({n} faces;\nthe left-out person's {u} count as wrong)"))
+    fig, axes = plt.subplots(2, len(panels), figsize=(6.4 * len(panels), 6.4), dpi=110, sharex=True,
+                             gridspec_kw={"height_ratios": [3, 1]}, squeeze=False)
+    for col, (key, title) in enumerate(panels):
+        ax, hist = axes[0][col], axes[1][col]
+        ax.plot([0, 1], [0, 1], ls="--", color="0.55", lw=1, label="perfectly calibrated")
+        cal: dict[str, Any] = {}
+        for k, name in enumerate(MODEL_NAMES):
+            cal = report["models"][name][key]
+            bins = cal["bins"]
+            conf = [b["confidence"] for b in bins]
+            acc = [b["accuracy"] for b in bins]
+            counts = [b["count"] for b in bins]
+            scale = 600 / max(cal["faces"], 1)  # a bin holding every face gets a 600 pt² marker
+            colour = MODEL_COLOURS[name]
+            ax.plot(conf, acc, color=colour, lw=1.6, alpha=0.85,
+                    label=f"{MODEL_LABELS[name]}: ECE {cal['ece']:.3f}, Brier {cal['brier']:.3f}")
+            ax.scatter(conf, acc, s=[12 + scale * c for c in counts], color=colour, alpha=0.5,
+                       edgecolors="white", linewidths=0.8, zorder=3)
+            width = 1.0 / cal["n_bins"] / 3.6
+            hist.bar([(b["low"] + b["high"]) / 2 + (k - 1) * width for b in bins], counts, width=width,
+                     color=colour, alpha=0.5)
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(-0.03, 1.05)
+        heading = title.format(n=cal.get("faces", 0), u=cal.get("faces_not_in_classes", 0))
+        ax.set_title(f"Reliability: {heading}", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", fontsize=8.5, framealpha=0.9)
+        hist.set_xlabel("probability the model gave its top name (confidence)")
+        hist.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("share of these faces named right\n(below the diagonal = overconfident)")
+    axes[1][0].set_ylabel("faces per bin")
+    fig.tight_layout()
+    _save_png(plt, fig, path)
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -252,6 +390,14 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append("Stacked ensemble, repeated stratified k-fold accuracy: mean (std)")
     for name, row in report["stacker_cv"].items():
         lines.append(f"  >{name} {row['mean']:.3f} ({row['std']:.3f})")
+    adapted = report.get("adapted")
+    if adapted:
+        per_person = " (adapted per person: some have fewer photos than folds)" if adapted["cv_folds_per_person"] else ""
+        lines.append(f"  folds: {adapted['cv_folds_requested']} asked, {adapted['cv_folds_used']} used{per_person}")
+        if adapted["augmented_copies"]:
+            few = ", ".join(f"{p} {adapted['photos_per_person'][p]} photo(s) + {n} copies"
+                            for p, n in adapted["augmented_copies"].items())
+            lines.append(f"  topped up with augmented copies for training: {few}")
     lines.append("")
     lines.append("Probability of the predicted identity per val face (svc / stacker / super_learner)")
     for face in report["val_faces"]:
@@ -259,6 +405,7 @@ def format_report(report: dict[str, Any]) -> str:
         cells = "  ".join(f"{m[n]['identity'][:14]:<14} {100 * m[n]['probability']:5.1f}%" for n in MODEL_NAMES)
         mark = "ok" if face["decision"] == face["truth"] else "--"
         lines.append(f"  {mark} {face['truth'][:14]:<14} | {cells} | -> {face['decision']}")
+    lines.extend(_calibration_lines(report))
     o = report["open_set"]
     lines.append("")
     lines.append(f"Open set (decider: {report['policy']['decider']}, threshold {o['threshold']:.3f})")
@@ -270,6 +417,28 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"  unknown people rejected: {100 * o['unknown_reject_rate']:.1f}% ({o['unknown_faces']})")
     lines.append(f"Took {report['seconds']} s.")
     return "\n".join(lines)
+
+
+def _calibration_lines(report: dict[str, Any]) -> list[str]:
+    models = report["models"]
+    if not all("calibration" in models[n] for n in MODEL_NAMES):
+        return []
+
+    def row(name: str, c: dict[str, Any]) -> str:
+        return (f"  {name:<16}{c['ece']:>7.3f}{c['brier']:>8.3f}{c['max_wrong_probability']:>13.3f}"
+                f"{c['confident_wrong']:>9} / {c['faces']}")
+
+    threshold = models[MODEL_NAMES[0]]["calibration"]["confident_threshold"]
+    lines = ["", ("Calibration on the val faces (ECE: 0 = probabilities mean what they say; Brier: 0 to 2, "
+                  "lower is better)"),
+             f"  {'model':<16}{'ECE':>7}{'Brier':>8}{'max p wrong':>13}{f'wrong >= {threshold:g}':>14}"]
+    lines += [row(name, models[name]["calibration"]) for name in MODEL_NAMES]
+    if all("calibration_leave_one_identity_out" in models[n] for n in MODEL_NAMES):
+        first = models[MODEL_NAMES[0]]["calibration_leave_one_identity_out"]
+        lines.append(f"  leave-one-identity-out ({first['faces']} faces, "
+                     f"{first['faces_not_in_classes']} of them the left-out person, always wrong):")
+        lines += [row(name, models[name]["calibration_leave_one_identity_out"]) for name in MODEL_NAMES]
+    return lines
 
 
 def save_report(report: dict[str, Any], path: Path) -> None:

@@ -15,11 +15,30 @@ embedding's distance to the nearest *other* identity, which is exactly what that
 they were a stranger to a gallery without them.  The threshold is the largest one that keeps the
 impostor accept rate at or below ``target_far``, moved a ``safety`` fraction of the way towards the
 genuine side, so that a security product errs on the side of asking a guard.
+
+Beside the yes/no of the gate, :meth:`Calibration.enrolled_probability` gives the gate's probability
+that a face belongs to an enrolled person *at all* (each classifier's probability only says which
+enrolled person it is, *given* that it is one).  It is a logistic function of the distance to the
+nearest enrolled identity, ``P = 1 / (1 + exp(-(intercept + slope * distance)))``, fitted at
+calibration on the same genuine and impostor distances (:func:`fit_enrolled`):
+
+- the **slope** comes from a logistic regression of *genuine* on distance with the two classes weighted
+  equally (there are about as many impostor as genuine distances here, but not always) and Platt's
+  smoothed targets ``(n+ + 1) / (n+ + 2)`` and ``1 / (n- + 2)``, so that a gallery whose genuine and
+  impostor distances do not overlap (common with few people) gives a finite slope, not a step;
+- the **prior** is the one the threshold implies: the intercept is set so that the probability is
+  exactly 0.5 at the calibrated threshold.  A face the distance gate accepts reads above 0.5, a face
+  it rejects below, and the number says how far on which side; the slope alone is learnt from data.
+
+The probability falls monotonically with the distance and is clipped to
+[:data:`ENROLLED_FLOOR`, 1 - :data:`ENROLLED_FLOOR`]: a few hundred calibration pairs cannot support more.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -37,6 +56,36 @@ class Calibration:
     impostor_accept_rate: float
     genuine_distances: np.ndarray
     impostor_distances: np.ndarray
+    enrolled_fit: tuple[float, float] | None = None
+    """``(intercept, slope)`` of :meth:`enrolled_probability`, plain floats (see :func:`fit_enrolled`).
+
+    ``None`` in models saved before it existed (their pickles have no such entry and read the class
+    default): it is then fitted from the stored distances when first needed."""
+
+    @cached_property
+    def _fitted_enrolled(self) -> tuple[float, float]:
+        # cached_property writes the instance __dict__ directly, which a frozen dataclass allows.
+        return fit_enrolled(self.genuine_distances, self.impostor_distances, self.threshold)
+
+    @property
+    def enrolled_parameters(self) -> tuple[float, float]:
+        """``(intercept, slope)`` in force: the stored fit, or one made now from the stored distances."""
+        return self.enrolled_fit if self.enrolled_fit is not None else self._fitted_enrolled
+
+    def enrolled_probability(self, distance: float | np.ndarray) -> np.ndarray:
+        """The gate's probability that a face at ``distance`` from its nearest enrolled identity is enrolled.
+
+        Monotonically decreasing in ``distance``, 0.5 at :attr:`threshold`, clipped to
+        ``[ENROLLED_FLOOR, 1 - ENROLLED_FLOOR]``; an infinite distance (an empty gallery) gives the floor,
+        NaN stays NaN.  Returns an array of the shape of ``distance`` (0-d for a number).
+        """
+        intercept, slope = self.enrolled_parameters
+        d = np.asarray(distance, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            z = intercept + slope * d
+            # tanh form of the logistic: no overflow warning for large |z|.
+            p = 0.5 * (1.0 + np.tanh(0.5 * z))
+        return np.clip(p, ENROLLED_FLOOR, 1.0 - ENROLLED_FLOOR)
 
     def summary(self) -> dict[str, float]:
         """Plain numbers for a JSON report."""
@@ -50,6 +99,7 @@ class Calibration:
             "impostor_distance_median": round(float(np.median(i)), 4) if i.size else float("nan"),
             "genuine_pairs": int(g.size),
             "impostor_pairs": int(i.size),
+            "enrolled_slope": round(self.enrolled_parameters[1], 4),
         }
 
 
@@ -185,6 +235,52 @@ def _distance(dots: np.ndarray) -> np.ndarray:
     return np.sqrt(dots, out=dots)
 
 
+ENROLLED_FLOOR = 0.001
+"""Smallest (and one minus the largest) open-set probability reported."""
+
+FALLBACK_SLOPE = -20.0
+"""Slope used when the distances cannot be fitted (too few, or impostors no further than genuine
+pairs): about what FaceNet galleries give, 0.1 either side of the threshold is 0.12 / 0.88."""
+
+
+def fit_enrolled(genuine: np.ndarray, impostor: np.ndarray, threshold: float) -> tuple[float, float]:
+    """``(intercept, slope)`` of the open-set probability: see the module documentation.
+
+    A two-parameter logistic regression of *genuine* (1) vs *impostor* (0) on the distance, each class
+    weighing half, with Platt's smoothed targets, solved by Newton's method; then the intercept is
+    moved so that the probability is 0.5 at ``threshold`` (the prior the threshold implies).  The
+    slope is negative whatever the data: :data:`FALLBACK_SLOPE` when the fit cannot give one.
+    """
+    g = np.asarray(genuine, dtype=np.float64)
+    i = np.asarray(impostor, dtype=np.float64)
+    g, i = g[np.isfinite(g)], i[np.isfinite(i)]
+    slope = FALLBACK_SLOPE
+    if g.size and i.size:
+        d = np.concatenate([g, i])
+        target = np.concatenate([np.full(g.size, (g.size + 1) / (g.size + 2)), np.full(i.size, 1 / (i.size + 2))])
+        weight = np.concatenate([np.full(g.size, 0.5 / g.size), np.full(i.size, 0.5 / i.size)])
+        # Centred distances keep the 2x2 Newton system well conditioned.
+        centre = float(np.mean(d))
+        x = d - centre
+        a, b = 0.0, 0.0
+        for _ in range(100):
+            p = 0.5 * (1.0 + np.tanh(0.5 * (a + b * x)))
+            r = weight * (p - target)
+            s = weight * p * (1.0 - p)
+            hessian = np.array([[s.sum(), (s * x).sum()], [(s * x).sum(), (s * x * x).sum()]])
+            try:
+                step = np.linalg.solve(hessian + 1e-12 * np.eye(2), [r.sum(), (r * x).sum()])
+            except np.linalg.LinAlgError:
+                break
+            a, b = a - float(step[0]), b - float(step[1])
+            if not (math.isfinite(a) and math.isfinite(b)) or max(abs(step)) < 1e-9:
+                break
+        if math.isfinite(b) and b < 0:
+            slope = b
+    threshold = float(threshold)
+    return float(-slope * threshold), float(slope)
+
+
 def calibrate(gallery: Gallery, target_far: float = 0.01, safety: float = 0.25) -> Calibration:
     """Choose the acceptance threshold from the gallery's own genuine and impostor distances.
 
@@ -214,7 +310,21 @@ def calibrate(gallery: Gallery, target_far: float = 0.01, safety: float = 0.25) 
         impostor_accept_rate=float(np.mean(impostor <= threshold)),
         genuine_distances=genuine,
         impostor_distances=impostor,
+        enrolled_fit=fit_enrolled(genuine, impostor, threshold),
     )
+
+
+def enrolled_label(probability: float | None) -> str:
+    """How the open-set probability reads: ``"enrolled (0.98)"``, ``"not enrolled (0.02)"``, ``""`` if unknown.
+
+    The number is always the probability that the face *is* enrolled; the words say which side of 0.5
+    (the calibrated threshold) it falls on.  Beyond 0.01 and 0.99 it has three decimals, so that the
+    clipped extremes read 0.001 and 0.999, never a certain 0.00 or 1.00.
+    """
+    if probability is None or not math.isfinite(probability):
+        return ""
+    shown = f"{probability:.2f}" if 0.01 <= probability <= 0.99 else f"{probability:.3f}"
+    return f"{'enrolled' if probability >= 0.5 else 'not enrolled'} ({shown})"
 
 
 def gate(identity: str, distance: float, margin: float, threshold: float, min_margin: float) -> Decision:

@@ -38,7 +38,7 @@ from joblib.numpy_pickle import NumpyArrayWrapper, NumpyUnpickler
 from core.errors import ModelError
 from core.recognition.legacy import _MOVED
 
-__all__ = ["ALLOWED_GLOBALS", "ARRAY_HELPERS", "TRAINED_CLASSES", "load_model_file"]
+__all__ = ["ALLOWED_GLOBALS", "ARRAY_HELPERS", "LEGACY_CLASSES", "TRAINED_CLASSES", "load_model_file"]
 
 TRAINED_CLASSES: frozenset[tuple[str, str]] = frozenset({
     # What models trained by core.recognition.engine.train_model name, recorded from freshly
@@ -49,7 +49,6 @@ TRAINED_CLASSES: frozenset[tuple[str, str]] = frozenset({
     #   .venv/bin/python -m pytest tests/core/test_model_safety.py -k allowlist
     # It fails with the new literal when this set is out of date; review every added name (a
     # class, never a function) before pasting it here.
-    ("core.recognition.classifiers.calibration", "_DecisionValues"),
     ("core.recognition.classifiers.calibration", "_TemperatureScaling"),
     ("core.recognition.classifiers.linear_svm", "_OvRLinearSVC"),
     ("core.recognition.classifiers.naive_bayes", "_GaussianNB"),
@@ -59,15 +58,10 @@ TRAINED_CLASSES: frozenset[tuple[str, str]] = frozenset({
     ("core.recognition.classifiers.svc", "CalibratedSVC"),
     ("core.recognition.engine", "Policy"),
     ("core.recognition.openset", "Calibration"),
-    ("sklearn.calibration", "CalibratedClassifierCV"),
-    ("sklearn.calibration", "_CalibratedClassifier"),
-    ("sklearn.calibration", "_SigmoidCalibration"),
-    ("sklearn.calibration", "_TemperatureScaling"),
     ("sklearn.ensemble._bagging", "BaggingClassifier"),
     ("sklearn.ensemble._forest", "ExtraTreesClassifier"),
     ("sklearn.ensemble._forest", "RandomForestClassifier"),
     ("sklearn.ensemble._weight_boosting", "AdaBoostClassifier"),
-    ("sklearn.frozen._frozen", "FrozenEstimator"),
     ("sklearn.linear_model._logistic", "LogisticRegression"),
     ("sklearn.neighbors._classification", "KNeighborsClassifier"),
     ("sklearn.svm._classes", "SVC"),
@@ -76,6 +70,20 @@ TRAINED_CLASSES: frozenset[tuple[str, str]] = frozenset({
     ("sklearn.tree._tree", "Tree"),
 })
 """The classes (and only classes) a model trained by FaceGate holds, by pickled module and name."""
+
+LEGACY_CLASSES: frozenset[tuple[str, str]] = frozenset({
+    # What models trained before issue 12 name and fresh ones no longer do: the SVC's Platt (sigmoid)
+    # calibration of up to MAX_THESIS_CLASSES people through scikit-learn's CalibratedClassifierCV
+    # (and its temperature scaling when our own Newton fit gave up).  Kept so that the models a site
+    # trained with an earlier FaceGate still load; a CalibratedSVC(method="sigmoid") names them too.
+    ("core.recognition.classifiers.calibration", "_DecisionValues"),
+    ("sklearn.calibration", "CalibratedClassifierCV"),
+    ("sklearn.calibration", "_CalibratedClassifier"),
+    ("sklearn.calibration", "_SigmoidCalibration"),
+    ("sklearn.calibration", "_TemperatureScaling"),
+    ("sklearn.frozen._frozen", "FrozenEstimator"),
+})
+"""Classes of models saved by earlier versions (see the comment); never in :data:`TRAINED_CLASSES`."""
 
 ARRAY_HELPERS: frozenset[tuple[str, str]] = frozenset({
     # How numpy and joblib pickle arrays and numpy scalars; numpy 1.x files spell numpy._core as
@@ -91,7 +99,7 @@ ARRAY_HELPERS: frozenset[tuple[str, str]] = frozenset({
 })
 """numpy's and joblib's array reconstruction helpers."""
 
-ALLOWED_GLOBALS: frozenset[tuple[str, str]] = TRAINED_CLASSES | ARRAY_HELPERS
+ALLOWED_GLOBALS: frozenset[tuple[str, str]] = TRAINED_CLASSES | LEGACY_CLASSES | ARRAY_HELPERS
 """Every ``(module, name)`` a ``model.joblib`` may name."""
 
 # Module names under which saved models name our classes besides their home module: the old
@@ -203,7 +211,7 @@ class _RestrictedUnpickler(NumpyUnpickler):
         if home is not None and name.isidentifier() and not name.startswith("__"):
             # Our own modules: importing them runs nothing a model file chose.
             obj = getattr(importlib.import_module(home), name, None)
-            if isinstance(obj, type) and (obj.__module__, obj.__qualname__) in TRAINED_CLASSES:
+            if isinstance(obj, type) and (obj.__module__, obj.__qualname__) in TRAINED_CLASSES | LEGACY_CLASSES:
                 return obj
         self.refuse(_shown(f"{module}.{name}"))
 

@@ -41,7 +41,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -231,10 +231,11 @@ class Enroller:
         return check_quality(_load(photo, 0)[2], self.pipeline, self.thresholds)
 
     def _prepare(self, photo: PhotoInput, index: int, employee_id: str, operator_id: int | None,
-                 seen: dict[str, str]) -> _Prepared | tuple[str, str]:
+                 seen: dict[str, str], largest_face: bool = False) -> _Prepared | tuple[str, str]:
         """Read, gate and embed one photo: a :class:`_Prepared`, or ``(name, reason)`` if rejected.
 
-        ``seen`` maps the SHA-256 of the pictures already taken in this call to their names.
+        ``seen`` maps the SHA-256 of the pictures already taken in this call to their names;
+        ``largest_face`` is passed to :func:`~core.vision.quality.check_quality`.
         """
         fallback = Path(photo).name if isinstance(photo, (str, Path)) else f"photo {index + 1}"
         try:
@@ -255,7 +256,7 @@ class Enroller:
                           "one person, one identity")
         seen[digest] = name
         try:
-            report = check_quality(rgb, self.pipeline, self.thresholds)
+            report = check_quality(rgb, self.pipeline, self.thresholds, largest_face=largest_face)
         except ImageError as exc:
             return name, str(exc)
         if not report.passed:
@@ -387,7 +388,7 @@ class Enroller:
         return result
 
     def _gate_all(self, employee_id: str, photos: Sequence[PhotoInput], before: Callable[[int], None],
-                  ) -> tuple[int | None, list[_Prepared], list[tuple[str, str]]]:
+                  largest_face: bool = False) -> tuple[int | None, list[_Prepared], list[tuple[str, str]]]:
         """The operator's row id (None if new), and each photo prepared or rejected with its reason.
 
         ``before(i)`` runs before photo ``i`` (progress, and cancel by raising).
@@ -398,7 +399,7 @@ class Enroller:
         rejected: list[tuple[str, str]] = []
         for i, photo in enumerate(photos):
             before(i)
-            item = self._prepare(photo, i, employee_id, operator_id, seen)
+            item = self._prepare(photo, i, employee_id, operator_id, seen, largest_face)
             if isinstance(item, _Prepared):
                 prepared.append(item)
             else:
@@ -464,6 +465,7 @@ class Enroller:
                 raise DuplicateIdentity(message, match, refused)
 
         embedder = self.pipeline.embedder
+        augmented = self._augmented(reg, operator_id, kept)
         now = datetime.now(UTC) if source.startswith("camera") else None
         with reg.transaction():
             created = operator_id is None
@@ -476,9 +478,40 @@ class Enroller:
                                        item.report.figures(), actor=actor) for item in kept]
             reg.add_embeddings([(pid, item.embedding) for pid, item in zip(photo_ids, kept)],
                                embedder.name, embedder.version)
+            for pid, vectors in zip(photo_ids, augmented):
+                if vectors is not None:
+                    reg.add_augmented(pid, vectors, embedder.name, embedder.version)
+            for pid, item in zip(photo_ids, kept):
+                if item.report.largest_face_chosen:  # the bystanders' faces were left out: say so
+                    assert item.report.detection is not None
+                    reg.audit(actor, "largest_face_chosen", employee_id, None, {
+                        "photo_id": pid, "source": f"{source}:{item.name}",
+                        "faces": 1 + len(item.report.others), "box": list(item.report.detection.box),
+                        "area_ratio": round(item.report.largest_face_ratio or 0.0, 4),
+                        "other_boxes": [list(d.box) for d in item.report.others]})
         log.info("enrolled %d photos of %s (%d rejected)", len(photo_ids), employee_id, len(rejected))
         return EnrollResult(employee_id, operator_id, created, tuple(photo_ids), tuple(rejected),
                             match.employee_id if match is not None else None)
+
+    def _augmented(self, reg: Any, operator_id: int | None, kept: list[_Prepared]) -> list[np.ndarray | None]:
+        """Augmented embeddings of each kept photo, for someone who will have fewer than
+        :data:`~core.recognition.augment.AUGMENT_BELOW` photos (issue 12), else ``None`` each.
+
+        Computed here, once, before the transaction: retraining only reads them.
+        """
+        from core.recognition.augment import AUGMENT_BELOW, augmented_embeddings
+
+        have = 0
+        if operator_id is not None:
+            have = reg.db.conn.execute("SELECT COUNT(*) FROM photos WHERE operator_id = ?",
+                                       [operator_id]).fetchone()[0]
+        if not kept or have + len(kept) >= AUGMENT_BELOW:
+            return [None] * len(kept)
+        faces = [item.report.aligned for item in kept]
+        if any(face is None for face in faces):
+            return [None] * len(kept)
+        vectors = augmented_embeddings(self.pipeline.embedder, np.stack(faces))
+        return list(vectors)
 
     # --------------------------------------------------------------------------------------- import
 
@@ -490,6 +523,7 @@ class Enroller:
         progress: Progress | None = None,
         cancel: Cancel | None = None,
         confirm_duplicate: bool = False,
+        largest_face: bool = False,
     ) -> dict[str, EnrollResult]:
         """Enroll a folder-per-person dataset: ``root/<person>/<photo>``.
 
@@ -501,6 +535,12 @@ class Enroller:
         with the reason, and the import goes on.  Running it again over the same folder enrolls
         only the photos that are new.  Files directly under ``root`` belong to nobody: they are
         logged and skipped.
+
+        With ``largest_face``, a photo showing several faces is not refused outright: its largest face
+        is checked and enrolled if it is clearly the subject (see
+        :func:`~core.vision.quality.check_quality`).  The original photo is stored, and each such photo
+        is audited as ``largest_face_chosen`` (photo id, number of faces, the chosen box, the area
+        ratio to the next face, the other boxes).
 
         Returns
         -------
@@ -535,7 +575,7 @@ class Enroller:
                 if progress is not None:
                     progress((done + i) / max(total, 1), f"{person}/{paths[i].name}")
 
-            operator_id, prepared, rejected = self._gate_all(person, paths, before)
+            operator_id, prepared, rejected = self._gate_all(person, paths, before, largest_face)
             done += len(paths)
             try:
                 results[person] = self._commit(person, operator_id, person, "", prepared, rejected, actor=actor,

@@ -203,6 +203,25 @@ _SCHEMA_0003 = (
 )
 
 
+@MIGRATIONS(name="0004_augmented_embeddings")
+def _m0004_augmented_embeddings(db: Database) -> None:
+    # Issue 12: each photo of a person enrolled with few photos is also embedded in small variations
+    # (core.recognition.augment), once, at enrollment; the classifiers train on them, the gallery not.
+    db.execute("""CREATE TABLE augmented_embeddings (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        operator_id INTEGER NOT NULL REFERENCES operators(id) ON DELETE CASCADE,
+        variant INTEGER NOT NULL CHECK (variant >= 0),
+        vector BLOB NOT NULL,
+        dim INTEGER NOT NULL CHECK (dim > 0 AND length(vector) = 4 * dim),
+        embedder TEXT NOT NULL,
+        embedder_version TEXT NOT NULL,
+        created TEXT NOT NULL,
+        UNIQUE (photo_id, variant, embedder, embedder_version)
+    )""")
+    db.execute("CREATE INDEX augmented_photo ON augmented_embeddings(photo_id)")
+
+
 def _known_migrations() -> tuple[str, ...]:
     with contextlib.closing(Database(memory=True, execute_plugins=False)) as empty:
         return tuple(m.name for m in MIGRATIONS.pending(empty))

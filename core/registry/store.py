@@ -278,6 +278,44 @@ class Registry(EventsMixin, EventQueryMixin, ModelVersionsMixin, ErasureMixin, B
         return ids
 
     @_guarded
+    def add_augmented(self, photo_id: int, vectors: np.ndarray, embedder: str, embedder_version: str) -> int:
+        """Store a photo's augmented embeddings ``(len(VARIANTS), d)`` (:mod:`core.recognition.augment`).
+
+        Not audited (derived from an audited photo, like its embedding); signed with the rest.
+        Replaces what this photo had from this embedder version.  Returns how many were stored.
+        """
+        arr = np.asarray(vectors, dtype="<f4")
+        if arr.ndim != 2 or arr.size == 0 or not np.all(np.isfinite(arr)):
+            raise RegistryError(f"Augmented embeddings of photo {photo_id} must be a finite (n, d) array.")
+        now = _iso()
+        with self.transaction():
+            photo = self._one("SELECT operator_id FROM photos WHERE id = ?", [int(photo_id)])
+            if photo is None:
+                raise RegistryError(f"There is no photo {photo_id} to attach augmented embeddings to.")
+            self.db.conn.execute("DELETE FROM augmented_embeddings WHERE photo_id = ? AND embedder = ? AND "
+                                 "embedder_version = ?", [int(photo_id), embedder, embedder_version])
+            self.db.conn.executemany(
+                "INSERT INTO augmented_embeddings (photo_id, operator_id, variant, vector, dim, embedder, "
+                "embedder_version, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(int(photo_id), photo[0], v, row.tobytes(), int(row.size), embedder, embedder_version, now)
+                 for v, row in enumerate(arr)])
+        return len(arr)
+
+    @_guarded
+    def augmented(self, embedder_version: str, *, embedder: str,
+                  photo_ids: Sequence[int] | None = None) -> dict[int, np.ndarray]:
+        """Augmented embeddings by photo id: ``(variants, d)`` float32, in variant order."""
+        rows = self.db.conn.execute(
+            "SELECT photo_id, variant, vector FROM augmented_embeddings WHERE embedder = ? AND "
+            "embedder_version = ? ORDER BY photo_id, variant", [embedder, embedder_version]).fetchall()
+        wanted = None if photo_ids is None else {int(p) for p in photo_ids}
+        grouped: dict[int, list[np.ndarray]] = {}
+        for pid, _variant, blob in rows:
+            if wanted is None or pid in wanted:
+                grouped.setdefault(int(pid), []).append(np.frombuffer(blob, dtype="<f4"))
+        return {pid: np.stack(vs).astype(np.float32) for pid, vs in grouped.items()}
+
+    @_guarded
     def embeddings(self, embedder_version: str | None = None, *, embedder: str | None = None,
                    active_only: bool = True) -> tuple[np.ndarray, list[str], list[int]]:
         """The training set: embeddings of (active) operators.

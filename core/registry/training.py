@@ -70,7 +70,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from core.errors import ModelError
+from core.errors import FaceGateError, ModelError
 from core.recognition.classifiers import STACKER_MODEL_NAMES, TrainingCancelled, TrainingDataError
 from core.recognition.engine import RecognitionModel, train_model
 from core.recognition.openset import Gallery
@@ -141,9 +141,10 @@ class TrainingChecks:
     min_people
         People the classifiers must know (fewer: training is refused with :class:`TrainingDataError`).
     min_photos_per_person
-        Embeddings a person needs to be trained on (the Super Learner's SVC calibrates inside each
-        fold, so 3).  People with fewer are left out of the classifiers, reported in the metrics,
-        and still recognised through the gallery (:func:`current_gallery_model`).
+        Photos a person needs to be trained on: 1 (issue 12: the folds adapt per person, and people
+        with fewer than :data:`core.recognition.augment.AUGMENT_BELOW` photos are topped up with
+        augmented copies).  People with fewer are left out of the classifiers, reported in the
+        metrics, and still recognised through the gallery (:func:`current_gallery_model`).
     min_train_accuracy
         In-sample accuracy each classifier must reach: lower means the embeddings of two people
         cannot be told apart (mislabelled photos, one person under two ids).
@@ -158,7 +159,7 @@ class TrainingChecks:
     """
 
     min_people: int = 2
-    min_photos_per_person: int = 3
+    min_photos_per_person: int = 1
     min_train_accuracy: float = 0.9
     min_cv_accuracy: float = 0.8
     min_genuine_accept_rate: float = 0.8
@@ -167,8 +168,8 @@ class TrainingChecks:
     def __post_init__(self) -> None:
         if self.min_people < 2:
             raise ValueError("A classifier needs at least 2 people.")
-        if self.min_photos_per_person < 3:
-            raise ValueError("The Super Learner needs at least 3 photos per person.")
+        if self.min_photos_per_person < 1:
+            raise ValueError("A person needs at least 1 photo to be trained on.")
         for name in ("min_train_accuracy", "min_cv_accuracy", "min_genuine_accept_rate", "target_far"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie between 0 and 1.")
@@ -188,15 +189,84 @@ def _check_cancel(cancel: Cancel | None) -> None:
                                 "is unchanged.")
 
 
+def _backfill_augmented(registry: Registry, pipeline: Any, info: EmbedderInfo, y: np.ndarray, groups: np.ndarray,
+                        x: np.ndarray) -> int:
+    """Augmented embeddings for photos enrolled before issue 12 (or stored without them), once.
+
+    Enrollment stores them (:meth:`core.registry.enrollment.Enroller._augmented`); a registry from
+    before has none, and its people with few photos would be trained on their photos alone.  With a
+    face pipeline at hand (``facegate train``; not the console's training thread, which has only
+    the embedder's name), each such photo is read from the registry, its face found again (the one
+    whose embedding is the stored one, within 0.2: photos may have been re-encoded), and its variations embedded and stored.
+    Returns how many photos got them.  Photos whose face cannot be found again are skipped.
+    """
+    from core.recognition.augment import AUGMENT_BELOW, augmented_embeddings
+    from core.vision.imageio import decode_image
+
+    if isinstance(pipeline, EmbedderInfo) or not hasattr(pipeline, "detector"):
+        return 0
+    counts = Counter(y.tolist())
+    few = [i for i, label in enumerate(y.tolist()) if counts[label] < AUGMENT_BELOW]
+    if not few:
+        return 0
+    have = registry.augmented(info.version, embedder=info.name, photo_ids=[int(groups[i]) for i in few])
+    done = 0
+    for i in few:
+        pid = int(groups[i])
+        if pid in have:
+            continue
+        try:
+            image = decode_image(registry.photo_bytes(pid), f"photo {pid}")
+            detections = list(pipeline.detector.detect(image))
+            if not detections:
+                continue
+            vectors = pipeline.embed(image, detections)
+            best = int(np.argmin(np.linalg.norm(vectors - x[i], axis=1)))
+            if float(np.linalg.norm(vectors[best] - x[i])) > 0.2:
+                continue
+            face = pipeline.align(image, [detections[best]])
+            registry.add_augmented(pid, augmented_embeddings(pipeline.embedder, face)[0], info.name, info.version)
+            done += 1
+        except FaceGateError as exc:
+            log.warning("retrain: no augmented copies for photo %d: %s", pid, exc)
+    if done:
+        log.info("retrain: augmented copies computed for %d photos enrolled without them", done)
+    return done
+
+
+def _top_up(registry: Registry, info: EmbedderInfo, y: np.ndarray, groups: np.ndarray,
+            dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The augmented copies that top up people with few photos (:func:`core.recognition.augment.top_up`):
+    embeddings, labels and the photo each comes from (empty arrays when nobody needs them)."""
+    from core.recognition.augment import AUGMENT_BELOW, top_up
+
+    counts = Counter(y.tolist())
+    few = [int(g) for label, g in zip(y.tolist(), groups.tolist()) if counts[label] < AUGMENT_BELOW]
+    stored = registry.augmented(info.version, embedder=info.name, photo_ids=few) if few else {}
+    rows_photo, rows_variant = top_up(y.tolist(), groups.tolist(), stored)
+    if not rows_photo:
+        return np.zeros((0, dim), np.float32), np.zeros(0, dtype=y.dtype), np.zeros(0, dtype=np.int64)
+    owner = dict(zip(groups.tolist(), y.tolist()))
+    x_aug = np.stack([stored[p][v] for p, v in zip(rows_photo, rows_variant)]).astype(np.float32)
+    return x_aug, np.asarray([owner[p] for p in rows_photo], dtype=y.dtype), np.asarray(rows_photo, np.int64)
+
+
 def _cv_accuracy(model: RecognitionModel, x: np.ndarray, y: np.ndarray, folds: int, progress: Progress,
-                 cancel: Cancel | None) -> tuple[dict[str, list[float]], int, str]:
+                 cancel: Cancel | None, *, groups: np.ndarray | None = None,
+                 real: np.ndarray | None = None) -> tuple[dict[str, list[float]], int, str]:
     """Per-fold accuracy of the SVC, the stacker and its base models; the folds; how it was measured.
 
     ``"out_of_fold"``: read from the fitted classifiers, which cross-validated their base models
     on ``k`` folds while training (see :func:`_from_training_folds`).  ``"refit"``: the SVC and the
     whole stacker trained again on each of ``k`` folds (what a small gallery gets: seconds).
     """
-    k = max(2, min(folds, int(min(Counter(y.tolist()).values()))))
+    from core.recognition.classifiers import cv_splits, make_classifier, stacker_cv_scores
+    from core.recognition.classifiers.folds import adapted_splits
+
+    y_index = np.unique(y, return_inverse=True)[1]
+    smallest = int(min(Counter(y.tolist()).values()))
+    plain = groups is None or len(np.unique(groups)) == len(groups)
+    k = folds if plain and smallest >= folds else adapted_splits(folds, y_index, groups)
     svc: Any = model.classifiers.get("svc")
     stacker: Any = model.classifiers.get("stacker")
     if _from_training_folds(svc, stacker, k):
@@ -206,20 +276,19 @@ def _cv_accuracy(model: RecognitionModel, x: np.ndarray, y: np.ndarray, folds: i
                "stacker": fold["stacking"]}
         return {name: [round(float(s), 4) for s in scores] for name, scores in out.items()}, k, "out_of_fold"
 
-    from sklearn.model_selection import RepeatedStratifiedKFold
-
-    from core.recognition.classifiers import make_classifier, stacker_cv_scores
-
-    scores = stacker_cv_scores(x, y, n_splits=k, n_repeats=1, random_state=0,
-                               progress=_stage(progress, 0.0, 0.8), cancel=cancel)
+    scored = np.ones(len(y), bool) if real is None else np.asarray(real, bool)
+    scores = stacker_cv_scores(x, y, n_splits=k, n_repeats=1, random_state=0, progress=_stage(progress, 0.0, 0.8),
+                               cancel=cancel, groups=groups, score_rows=scored)
     refit = {("stacker" if key == "stacking" else key): [round(float(s), 4) for s in values]
              for key, values in scores.items()}
-    # The same splits stacker_cv_scores used (same splitter, same seed, same labels).
-    splits = list(RepeatedStratifiedKFold(n_splits=k, n_repeats=1, random_state=0).split(x, y))
+    # The same splits stacker_cv_scores used (same splitter, same seed, same labels); real photos scored.
+    splits = cv_splits(y_index, k, 1, 0, groups)
     svc_scores = []
     for i, (train, test) in enumerate(splits):
         progress(0.8 + 0.2 * i / len(splits), f"cross-validating svc, fold {i + 1} of {len(splits)}")
-        fold_model = make_classifier("svc").fit(x[train], y[train], cancel=cancel)
+        fold_model = make_classifier("svc").fit(x[train], y[train], groups=None if groups is None else groups[train],
+                                                cancel=cancel)
+        test = test[scored[test]] if scored[test].any() else test
         svc_scores.append(round(float(np.mean(fold_model.predict(x[test]) == y[test])), 4))
     return {"svc": svc_scores, **refit}, k, "refit"
 
@@ -373,7 +442,7 @@ def retrain(
     sweep_models_dir(registry, models_dir)
 
     report(0.0, "reading the enrolled embeddings")
-    x, labels, _ = registry.embeddings(info.version, embedder=info.name)
+    x, labels, photo_ids = registry.embeddings(info.version, embedder=info.name)
     y_all = np.asarray(labels, dtype=str)
     counts = Counter(y_all.tolist())
     left_out = {p: n for p, n in sorted(counts.items()) if n < checks.min_photos_per_person}
@@ -387,27 +456,37 @@ def retrain(
             "Enroll more people or photos first. The active model is unchanged.")
     keep = np.isin(y_all, trained)
     x, y = np.asarray(x, dtype=np.float32)[keep], y_all[keep]
+    groups = np.asarray(photo_ids, dtype=np.int64)[keep]
+    backfilled = _backfill_augmented(registry, pipeline, info, y, groups, x)
+    x_aug, y_aug, g_aug = _top_up(registry, info, y, groups, x.shape[1])
     if left_out:
         log.warning("retrain: left out of the classifiers (fewer than %d photos): %s",
                     checks.min_photos_per_person, left_out)
 
     version = _new_version_id()
     metadata = {"version": version, "embedder": info.name, "embedder_version": info.version,
-                "signature": info.signature, "left_out": left_out}
-    model = train_model(x, y, target_far=checks.target_far, deep=deep, progress=_stage(progress, 0.02, 0.75),
-                        cancel=cancel, metadata=metadata)
+                "signature": info.signature, "left_out": left_out, "augmented": len(y_aug),
+                "augmented_backfilled": backfilled,
+                "augmented_people": len(set(y_aug.tolist()))}
+    x_fit, y_fit = np.concatenate([x, x_aug]), np.concatenate([y, y_aug])
+    g_fit = np.concatenate([groups, g_aug])
+    real = np.arange(len(y_fit)) < len(y)
+    model = train_model(x_fit, y_fit, groups=g_fit, augmented=~real, target_far=checks.target_far, deep=deep,
+                        progress=_stage(progress, 0.02, 0.75), cancel=cancel, metadata=metadata)
     t_cv = time.perf_counter()
-    cv, k, cv_method = _cv_accuracy(model, x, y, cv_folds, _stage(progress, 0.75, 0.97), cancel)
+    cv, k, cv_method = _cv_accuracy(model, x_fit, y_fit, cv_folds, _stage(progress, 0.75, 0.97), cancel,
+                                    groups=g_fit, real=real)
     cv_seconds = round(time.perf_counter() - t_cv, 3)
     _check_cancel(cancel)
     report(0.97, "checking the new model")
-    train_accuracy = {name: round(float(np.mean(np.asarray(clf.predict(x)) == y)), 4)
+    train_accuracy = {name: round(float(np.mean(np.asarray(clf.predict(x)) == y)), 4)  # real photos only
                       for name, clf in model.classifiers.items()}
     results = _evaluate(model, train_accuracy, cv, len(trained), checks)
     failed = [c.message for c in results.values() if not c.ok]
     sl = model.classifiers.get("super_learner")
     metrics: dict[str, Any] = {
         "version": version, "people": len(trained), "embeddings": len(y), "left_out": left_out,
+        "augmented": len(y_aug), "augmented_people": len(set(y_aug.tolist())), "augmented_backfilled": backfilled,
         "threshold": round(float(model.calibration.threshold), 4), "calibration": model.calibration.summary(),
         "train_accuracy": train_accuracy, "cv_accuracy": cv, "cv_folds": k, "cv_repeats": 1,
         "cv_method": cv_method, "deep": bool(deep), "fit_seconds": model.metadata.get("fit_seconds", {}),

@@ -273,19 +273,20 @@ def test_a_registry_from_before_the_event_browsing_migration_upgrades_on_open(tm
         for emp, name in PEOPLE:
             reg.add_operator(emp, name, "Ops", actor="hr")
         reg.record_events(mixed(300))
-    # Turn it back into a file written before migrations 0002 and 0003 existed.
+    # Turn it back into a file written before migrations 0002, 0003 and 0004 existed.
     conn = sqlite3.connect(path, isolation_level=None)
     for index in ("events_scan", "events_flagged", "events_camera"):
         conn.execute(f"DROP INDEX {index}")
-    for table in ("accounts", "account_failures", "signatures", "erasures"):
+    for table in ("accounts", "account_failures", "signatures", "erasures", "augmented_embeddings"):
         conn.execute(f"DROP TABLE {table}")
     conn.execute("DELETE FROM settings WHERE key = 'registry.id'")
-    conn.execute("DELETE FROM _sqlite_migrations WHERE name IN ('0002_event_browsing', '0003_security')")
+    conn.execute("DELETE FROM _sqlite_migrations WHERE name IN ('0002_event_browsing', '0003_security', "
+                 "'0004_augmented_embeddings')")
     assert [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations")] == ["0001_initial"]
     conn.close()
 
     with Registry.open(path) as reg:
-        assert reg.schema_version == SCHEMA_VERSION == 3
+        assert reg.schema_version == SCHEMA_VERSION == 4
         assert reg.get_setting("registry.id")  # 0003: the registry's id, and the security tables
         indexes = {r[0] for r in reg.db.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert {"events_scan", "events_flagged", "events_camera"} <= indexes

@@ -76,7 +76,7 @@ def test_monitor_names_the_enrolled_person_and_reports_the_stranger(short_scene,
         recognised = [e for e in events if e.decision == "recognised"]
         assert len(recognised) == 1 and recognised[0].employee_id == "madonna"
         assert recognised[0].camera == "gate1" and recognised[0].model_version == trained_model.version
-        assert set(recognised[0].probabilities or {}) == {"svc", "stacker", "super_learner"}
+        assert set(recognised[0].probabilities or {}) == {"svc", "stacker", "super_learner", "enrolled"}
         assert reg.event_thumbnail(recognised[0].id)[:2] == b"\xff\xd8"  # a JPEG
         unknown = [e for e in events if e.decision == "unknown"]
         assert unknown and all(e.operator_id is None for e in unknown)

@@ -184,7 +184,8 @@ def test_a_model_that_fails_its_checks_is_rejected_and_the_active_one_stays(base
 def test_a_person_erased_while_the_model_trains_is_not_activated(base, tmp_path, pipeline, train_set):
     db, models = clone(base, tmp_path)
     with Registry.open(db) as reg:
-        # Someone with too few photos is left out of the classifiers, and said so.
+        # Someone with two photos stored without augmented copies (as before issue 12): the retrain
+        # computes those once from the stored photos, and she takes part in the classifiers.
         op = reg.add_operator("E-MD", "Madonna", actor=HR)
         for path, vector in list(zip(np.asarray(train_set.paths)[train_set.y == "madonna"],
                                      probes(train_set, "madonna")))[:2]:
@@ -200,7 +201,9 @@ def test_a_person_erased_while_the_model_trains_is_not_activated(base, tmp_path,
         mv = retrain(reg, pipeline, models, actor=HR, progress=progress)
         assert erased and mv.status == "rejected" and mv.path == ""
         assert "E-MK were erased or suspended while this model was training" in mv.notes
-        assert mv.metrics["left_out"] == {"E-MD": 2}
+        assert mv.metrics["left_out"] == {} and mv.metrics["augmented_backfilled"] == 2
+        assert reg.augmented(pipeline.embedder.version, embedder=pipeline.embedder.name).keys() >= {
+            p.id for p in reg.list_photos("E-MD")}
         assert reg.active_model().id == base.v1.id  # type: ignore[union-attr]
         assert listing(models) == [base.v1.metrics["version"]]
         assert reg.verify() == []

@@ -111,7 +111,7 @@ from core.recognition.classifiers.shared_logistic import (  # tests
 from core.recognition.classifiers.shared_logistic import (  # pickled
     _SharedLogisticRegression as _SharedLogisticRegression,
 )
-from core.recognition.classifiers.stacker import STACKER_MODEL_NAMES, Stacker, stacker_cv_scores
+from core.recognition.classifiers.stacker import STACKER_MODEL_NAMES, Stacker, cv_splits, stacker_cv_scores
 from core.recognition.classifiers.stacker import _stacker_base_models as _stacker_base_models  # tests
 from core.recognition.classifiers.super_learner import (
     BASE_LEARNER_NAMES,
@@ -135,6 +135,7 @@ __all__ = [
     "SuperLearner",
     "TrainingCancelled",
     "TrainingDataError",
+    "cv_splits",
     "make_classifier",
     "shared_fits",
     "stacker_cv_scores",

@@ -144,7 +144,7 @@ def _label_counts(y: np.ndarray) -> tuple[np.ndarray, NDArray[np.intp], NDArray[
     return classes, y_index.astype(np.intp), counts.astype(np.intp)
 
 
-def _require_trainable(classes: np.ndarray, counts: NDArray[np.intp], min_photos: int = 2) -> None:
+def _require_trainable(classes: np.ndarray, counts: NDArray[np.intp], min_photos: int = 1) -> None:
     """Raise :class:`TrainingDataError` unless there are 2+ people with ``min_photos``+ photos each."""
     if len(classes) < 2:
         who = f" ({str(classes[0])!r})" if len(classes) == 1 else ""
@@ -164,18 +164,13 @@ def _require_trainable(classes: np.ndarray, counts: NDArray[np.intp], min_photos
 
 
 def _validated_training_set(
-    estimator: BaseEstimator, X: ArrayLike, y: ArrayLike, min_photos: int = 2
+    estimator: BaseEstimator, X: ArrayLike, y: ArrayLike, min_photos: int = 1
 ) -> tuple[NDArray[np.float64], np.ndarray, np.ndarray, NDArray[np.intp], NDArray[np.intp]]:
     """Validate ``X, y`` for ``estimator``; return ``X, y, classes, y_index, counts``."""
     X_arr, y_arr = validate_data(estimator, X, y, dtype=np.float64)
     classes, y_index, counts = _label_counts(y_arr)
     _require_trainable(classes, counts, min_photos)
     return X_arr, y_arr, classes, y_index, counts
-
-
-def _adapted_n_splits(requested: int, counts: NDArray[np.intp]) -> int:
-    """Number of stratified folds: ``requested``, but no more than the smallest class, and 2+."""
-    return max(2, min(int(requested), int(counts.min())))
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -198,30 +193,6 @@ def _check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float
         kind = "non-negative" if allow_zero else "positive"
         raise _ParameterError(f"Parameter {name} must be a {kind} number, got {value!r}.")
     return float(value)
-
-
-def _require_fold_photos(
-    classes: np.ndarray,
-    y_index: NDArray[np.intp],
-    splits: Sequence[tuple[np.ndarray, np.ndarray]],
-    what: str,
-) -> None:
-    """Raise unless every training fold keeps at least 2 photos of every person."""
-    for train, _ in splits:
-        kept = np.bincount(y_index[train], minlength=len(classes))
-        if kept.min() < 2:
-            person = int(np.argmin(kept))
-            total = int(np.sum(y_index == person))
-            advice = (
-                "add photos so that everyone has at least 3"
-                if total < 3
-                else "use more folds, or add photos of them"
-            )
-            raise TrainingDataError(
-                f"{what} needs at least 2 photos of every person in each training fold, but one fold "
-                f"keeps only {int(kept.min())} of the {total} photos of person {str(classes[person])!r}; "
-                f"{advice}."
-            )
 
 
 # --------------------------------------------------------------------------------------------

@@ -34,7 +34,51 @@ def _temperature_logits(scores: ArrayLike) -> NDArray[np.float64]:
     return values
 
 
-def _fit_temperature(scores: ArrayLike, y_index: NDArray[np.intp]) -> float | None:
+CONFIDENCE_CAP = 0.99
+"""The sharpness bound of every temperature FaceGate fits (issue 12): the inverse temperature is at
+most the one at which the median out-of-fold face gets this probability for its most probable
+person.  Without it a training set whose out-of-fold scores separate everyone (a small, clean
+gallery) makes the temperature go to zero and every probability 1.00, wrong names included."""
+
+
+def temperature_cap(logits: ArrayLike, cap: float = CONFIDENCE_CAP) -> float:
+    """The largest inverse temperature allowed for these out-of-fold logits (see :data:`CONFIDENCE_CAP`).
+
+    The top probability of every row grows with ``beta``, so their median does: bisection on
+    ``log(beta)`` over scikit-learn's bounds ``exp(-10) .. exp(10)``.
+    """
+    values = np.asarray(logits, dtype=np.float64)
+    low, high = -10.0, 10.0
+
+    def median_top(log_beta: float) -> float:
+        return float(np.median(_softmax(np.exp(log_beta) * values).max(axis=1)))
+
+    if median_top(high) <= cap:
+        return float(np.exp(high))
+    if median_top(low) >= cap:
+        return float(np.exp(low))
+    for _ in range(60):
+        middle = (low + high) / 2
+        if median_top(middle) > cap:
+            high = middle
+        else:
+            low = middle
+    return float(np.exp(low))
+
+
+def _fit_temperature(scores: ArrayLike, y_index: NDArray[np.intp], *, bounded: bool = True) -> float:
+    """The inverse temperature fitted on out-of-fold ``scores``, at most :func:`temperature_cap`'s.
+
+    With ``bounded=False``, :func:`_fit_unbounded` (scikit-learn's answer, or ``None``).
+    """
+    beta = _fit_unbounded(scores, y_index)
+    if not bounded:
+        return beta  # type: ignore[return-value]
+    cap = temperature_cap(_temperature_logits(scores))
+    return cap if beta is None else min(beta, cap)
+
+
+def _fit_unbounded(scores: ArrayLike, y_index: NDArray[np.intp]) -> float | None:
     """The inverse temperature of ``CalibratedClassifierCV(method="temperature")``, by Newton's method.
 
     Same objective (the mean log loss of ``softmax(beta * logits)``) and bounds

@@ -44,14 +44,103 @@ class _CancellableStratifiedKFold(StratifiedKFold):
 
 
 def _stratified_folds(
-    n_splits: int, random_state: int | None, y_index: NDArray[np.intp]
+    n_splits: int,
+    random_state: int | None,
+    y_index: NDArray[np.intp],
+    groups: NDArray[Any] | None = None,
 ) -> tuple[tuple[NDArray[np.intp], NDArray[np.intp]], ...]:
-    """The shuffled stratified folds every classifier uses (the same ones for the same seed)."""
-    splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
-    return tuple(
-        (train.astype(np.intp), test.astype(np.intp))
-        for train, test in splitter.split(np.zeros((len(y_index), 1)), y_index)
-    )
+    """The shuffled folds every classifier uses (the same ones for the same seed and data).
+
+    When every person has at least ``n_splits`` photos and no photo brings augmented copies
+    (``groups`` is ``None`` or one row each), these are scikit-learn's shuffled
+    ``StratifiedKFold``, as before.  Otherwise (issue 12: people enrolled with one, two or three
+    photos) the folds adapt per person, see :func:`_per_class_folds`.
+    """
+    counts = np.bincount(y_index)
+    plain = groups is None or len(np.unique(groups)) == len(groups)
+    if plain and counts[counts > 0].min() >= n_splits:
+        splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
+        return tuple(
+            (train.astype(np.intp), test.astype(np.intp))
+            for train, test in splitter.split(np.zeros((len(y_index), 1)), y_index)
+        )
+    return _per_class_folds(n_splits, random_state, y_index, groups)
+
+
+def _groups(groups: Any, n: int) -> NDArray[Any] | None:
+    """``groups`` as an array of ``n`` values (``None`` stays ``None``)."""
+    if groups is None:
+        return None
+    array = np.asarray(groups)
+    if array.shape != (n,):
+        from core.recognition.classifiers.base import TrainingDataError
+
+        raise TrainingDataError(f"groups must give one photo per row: {array.shape} for {n} rows.")
+    return array
+
+
+def fold_units(y_index: NDArray[np.intp], groups: NDArray[Any] | None = None) -> list[list[NDArray[np.intp]]]:
+    """Per person (class index), the units a fold holds out together.
+
+    A unit is a photo with its augmented copies (the rows sharing a ``groups`` value), so a held-out
+    photo never has its own flipped or shifted copy in the training fold.  A person with a single
+    photo is the exception: their rows (the photo and its augmented copies) are held out one at a
+    time, so that every fold still trains on them (otherwise each of their rows would be scored by
+    a model that never saw them, and the meta-models and calibrations would learn that a person
+    with one photo is never right).  Without ``groups`` every row is a unit.
+    """
+    units: list[list[NDArray[np.intp]]] = []
+    for c in range(int(y_index.max()) + 1 if len(y_index) else 0):
+        rows = np.flatnonzero(y_index == c).astype(np.intp)
+        if groups is None:
+            units.append([rows[i : i + 1] for i in range(len(rows))])
+            continue
+        g = np.asarray(groups)[rows]
+        distinct = list(dict.fromkeys(g.tolist()))
+        if len(distinct) >= 2:
+            units.append([rows[g == value] for value in distinct])
+        else:
+            units.append([rows[i : i + 1] for i in range(len(rows))])
+    return units
+
+
+def adapted_splits(requested: int, y_index: NDArray[np.intp], groups: NDArray[Any] | None = None) -> int:
+    """Folds to use: ``requested``, at most the largest number of units a person has, and at least 2."""
+    largest = max((len(u) for u in fold_units(y_index, groups)), default=2)
+    return max(2, min(int(requested), largest))
+
+
+def _per_class_folds(
+    n_splits: int,
+    random_state: int | None,
+    y_index: NDArray[np.intp],
+    groups: NDArray[Any] | None,
+) -> tuple[tuple[NDArray[np.intp], NDArray[np.intp]], ...]:
+    """Folds that adapt to each person: their units (see :func:`fold_units`), shuffled, are dealt
+    round-robin over the folds, each person starting where the previous one stopped.
+
+    A person with fewer units than folds is held out in only as many folds as they have units, and
+    is trained on in all the others; a person with one unit (one photo, no copies) is missing from
+    the training fold that holds it out, and their out-of-fold outputs say so (see
+    :func:`_outputs`).  Every fold holds something out as long as there are ``n_splits`` units
+    in all.
+    """
+    rng = np.random.RandomState(random_state if random_state is not None else None)
+    fold_of = np.zeros(len(y_index), dtype=np.intp)
+    per_class = fold_units(y_index, groups)
+    start = 0
+    for c in rng.permutation(len(per_class)):
+        units = per_class[c]
+        for j, u in enumerate(rng.permutation(len(units))):
+            fold_of[units[u]] = (start + j) % n_splits
+        start = (start + len(units)) % n_splits
+    folds = []
+    for f in range(n_splits):
+        test = np.flatnonzero(fold_of == f).astype(np.intp)
+        train = np.flatnonzero(fold_of != f).astype(np.intp)
+        if len(test) and len(train):
+            folds.append((train, test))
+    return tuple(folds)
 
 
 def _knn_neighbors(folds: Sequence[tuple[np.ndarray, np.ndarray]]) -> int:
@@ -130,12 +219,30 @@ def _outputs(model: Any, X: np.ndarray, n_classes: int, method: str) -> NDArray[
         return _aligned_proba(model, X, n_classes)
     scores = np.asarray(model.decision_function(X), dtype=np.float64)
     codes = np.asarray(model.classes_, dtype=np.intp)
+    if scores.ndim == 1 and n_classes > 2:  # a training fold that kept only two of the people
+        scores = np.stack([-scores, scores], axis=1)
     if scores.ndim == 2 and not np.array_equal(codes, np.arange(n_classes)):
         # A class missing from a training fold scores lowest (as in cross_val_predict).
-        full = np.full((scores.shape[0], n_classes), np.finfo(np.float64).min)
+        # A finite floor (one below the fold's lowest), not float64's minimum: the calibrations
+        # fit on these values (issue 12: people with one photo are missing from some folds).
+        floor = float(scores.min()) - 1.0 if scores.size else -1.0
+        full = np.full((scores.shape[0], n_classes), floor)
         full[:, codes] = scores
         return full
     return scores
+
+
+def _single_class_outputs(code: int, n: int, n_classes: int, method: str) -> NDArray[np.float64]:
+    """What a model trained on one person's photos says: that person, for every face."""
+    if method == "predict_proba":
+        out = np.zeros((n, n_classes))
+        out[:, code] = 1.0
+        return out
+    if n_classes == 2:
+        return np.full(n, 1.0 if code == 1 else -1.0)
+    out = np.full((n, n_classes), -2.0)
+    out[:, code] = 1.0
+    return out
 
 
 def _output_labels(outputs: np.ndarray) -> NDArray[np.intp]:
@@ -179,6 +286,10 @@ def _cross_validate(
     model = cache.get(fit_key) if refit else None
 
     def fold(train: NDArray[np.intp], test: NDArray[np.intp]) -> tuple[np.ndarray, float]:
+        kept = np.unique(data.y_index[train])
+        if len(kept) < 2:  # folds inside a small fold may keep one person only: they are all it knows
+            out = _single_class_outputs(int(kept[0]), len(test), data.n_classes, method)
+            return out, float(np.mean(_output_labels(out) == data.y_index[test]))
         fitted = clone(learner).fit(data.X[train], data.y_index[train])
         out = _outputs(fitted, data.X[test], data.n_classes, method)
         return out, float(np.mean(_output_labels(out) == data.y_index[test]))

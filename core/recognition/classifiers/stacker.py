@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 from core.recognition.classifiers.base import (
     CancelCallback,
     ProgressCallback,
-    _adapted_n_splits,
+    _aligned_proba,
     _blas_threads_for,
     _check_cancelled,
     _check_choice,
@@ -31,19 +31,22 @@ from core.recognition.classifiers.base import (
     _log_trained,
     _monitoring,
     _ProbabilisticClassifier,
-    _require_fold_photos,
     _require_trainable,
     _resolve_auto,
+    _softmax,
     _validated_training_set,
 )
+from core.recognition.classifiers.calibration import _fit_temperature
 from core.recognition.classifiers.folds import (
     _cross_validate,
     _fold_data,
     _FoldData,
+    _groups,
     _knn_neighbors,
     _outputs,
     _prefixed,
     _stratified_folds,
+    adapted_splits,
 )
 from core.recognition.classifiers.linear_svm import _OvRLinearSVC
 from core.recognition.classifiers.naive_bayes import _GaussianNB
@@ -108,8 +111,8 @@ class Stacker(_ProbabilisticClassifier):
     Parameters
     ----------
     cv : int, default=5
-        Requested folds for the meta-model's training data (stratified, shuffled), reduced to the
-        smallest class's photo count, at least 2.
+        Requested folds for the meta-model's training data (shuffled, stratified per person:
+        see :func:`core.recognition.classifiers.folds._stratified_folds`).
     mode : {"auto", "thesis", "scalable"}, default="auto"
         ``"thesis"``: Gini best-split CART, one-vs-one ``SVC(kernel="linear")`` and a
         ``LogisticRegression`` meta-model on all ``5 K`` stacked columns.  ``"scalable"``: a
@@ -123,6 +126,13 @@ class Stacker(_ProbabilisticClassifier):
         more than it saves.  Results do not depend on it.
     random_state : int or None, default=0
         Seed of the folds, the tree and the SVM.
+    calibrate : bool, default=True
+        Temperature-scale the meta-model's probabilities (issue 12): one inverse temperature fitted
+        on the meta-models' out-of-fold probabilities (each fold's meta-model trained on the other
+        folds' rows), bounded as the SVC's (:func:`core.recognition.classifiers.calibration.temperature_cap`).
+        The logistic meta-model alone is under-confident on small galleries (it said 0.85-0.9 for
+        faces that were all right on the 5-celebrity set: expected calibration error 0.08-0.10).
+        ``False`` gives exactly scikit-learn's ``StackingClassifier`` (the thesis).
 
     Attributes
     ----------
@@ -146,6 +156,8 @@ class Stacker(_ProbabilisticClassifier):
         next to nothing for a base model shared with an earlier fit (:func:`shared_fits`).
     mode_ : {"thesis", "scalable"}
     n_splits_ : int
+    temperature_ : float or None
+        The inverse temperature applied to the meta-model's log-probabilities (``None``: none).
     """
 
     classes_: np.ndarray
@@ -157,7 +169,9 @@ class Stacker(_ProbabilisticClassifier):
         mode: Literal["auto", "thesis", "scalable"] = "auto",
         n_jobs: int | None = None,
         random_state: int | None = 0,
+        calibrate: bool = True,
     ) -> None:
+        self.calibrate = calibrate
         self.cv = cv
         self.mode = mode
         self.n_jobs = n_jobs
@@ -168,6 +182,7 @@ class Stacker(_ProbabilisticClassifier):
         X: ArrayLike,
         y: ArrayLike,
         *,
+        groups: ArrayLike | None = None,
         progress: ProgressCallback | None = None,
         cancel: CancelCallback | None = None,
     ) -> Self:
@@ -177,7 +192,11 @@ class Stacker(_ProbabilisticClassifier):
         ----------
         X : array-like of shape (n, d)
         y : array-like of shape (n,)
-            Person ids; every person needs at least 2 photos.
+            Person ids; a person may have a single photo.
+        groups : array-like of shape (n,), optional
+            The photo each row comes from: rows of one photo (the photo and its augmented copies)
+            are held out together by every cross-validation (see
+            :func:`core.recognition.classifiers.folds.fold_units`).  Without it each row is a photo.
         progress, cancel : callable, optional
             See the module documentation.  Cancellation is checked before every fold of every
             base model.
@@ -188,7 +207,7 @@ class Stacker(_ProbabilisticClassifier):
         """
         with _monitoring(progress, cancel) as monitor:
             started = time.perf_counter()
-            X_arr, y_arr, classes, y_index, counts = _validated_training_set(self, X, y)
+            X_arr, y_arr, classes, y_index, _counts = _validated_training_set(self, X, y)
             requested = _check_int("cv", self.cv, 2)
             mode = _resolve_auto(
                 _check_choice("mode", self.mode, ("auto", "thesis", "scalable")),
@@ -197,8 +216,9 @@ class Stacker(_ProbabilisticClassifier):
                 "scalable",
             )
             n_classes = len(classes)
-            n_splits = _adapted_n_splits(requested, counts)
-            folds = _stratified_folds(n_splits, self.random_state, y_index)
+            group_of = _groups(groups, len(y_arr))
+            n_splits = adapted_splits(requested, y_index, group_of)
+            folds = _stratified_folds(n_splits, self.random_state, y_index, group_of)
             data = _fold_data(X_arr, y_index, n_classes, folds)
             base = _stacker_base_models(mode, _knn_neighbors(data.folds), self.n_jobs, self.random_state)
             steps = len(base) * (n_splits + 1) + 1
@@ -225,7 +245,9 @@ class Stacker(_ProbabilisticClassifier):
                     fold_accuracy[name] = list(cv.fold_accuracy)
                 t0 = time.perf_counter()
                 tick("Training the meta-model")
-                meta, fold_accuracy["stacking"] = self._fit_meta(mode, outputs, data)
+                meta, fold_accuracy["stacking"], oof_logits = self._fit_meta(mode, outputs, data)
+                self.temperature_ = (_fit_temperature(oof_logits, y_index)
+                                     if self.calibrate and n_classes >= 2 else None)
                 times["meta"] = time.perf_counter() - t0
             self.base_models_ = models
             self.meta_model_ = meta
@@ -241,10 +263,12 @@ class Stacker(_ProbabilisticClassifier):
     @staticmethod
     def _fit_meta(
         mode: str, outputs: list[NDArray[np.float64]], data: _FoldData
-    ) -> tuple[BaseEstimator, list[float]]:
-        """The meta-model on all out-of-fold rows, and its accuracy per fold (see ``fold_accuracy_``)."""
+    ) -> tuple[BaseEstimator, list[float], NDArray[np.float64]]:
+        """The meta-model on all out-of-fold rows, its accuracy per fold (see ``fold_accuracy_``), and
+        each row's logits (log-probabilities) from the meta-model of the folds that held it out."""
         y_index, n_classes = data.y_index, data.n_classes
         accuracy = []
+        oof = np.zeros((len(y_index), n_classes))
         if mode == "scalable" and n_classes >= 3:
             stacked = np.stack(outputs)  # decision values and probabilities are all (n, K) here
             shared = _SharedLogisticRegression()._fit_stacked(stacked, np.arange(n_classes), y_index)
@@ -253,14 +277,22 @@ class Stacker(_ProbabilisticClassifier):
             for coef, (_, test) in zip(refitted, data.folds):
                 logits = np.tensordot(coef, stacked[:, test], axes=1)
                 accuracy.append(float(np.mean(np.argmax(logits, axis=1) == y_index[test])))
-            return shared, accuracy
+                oof[test] = logits
+            return shared, accuracy, oof
         features = _stacked(outputs, list(STACKER_MODEL_NAMES), n_classes)
         final = LogisticRegression(max_iter=1000)
         for train, test in data.folds:
             _check_cancelled()
-            fold_model = clone(final).fit(features[train], y_index[train])
-            accuracy.append(float(np.mean(fold_model.predict(features[test]) == y_index[test])))
-        return final.fit(features, y_index), accuracy
+            kept = np.unique(y_index[train])
+            if len(kept) < 2:  # a small fold that kept one person
+                proba = np.zeros((len(test), n_classes))
+                proba[:, kept[0]] = 1.0
+            else:
+                fold_model = clone(final).fit(features[train], y_index[train])
+                proba = _aligned_proba(fold_model, features[test], n_classes)
+            accuracy.append(float(np.mean(np.argmax(proba, axis=1) == y_index[test])))
+            oof[test] = np.log(np.clip(proba, 1e-300, 1.0))
+        return final.fit(features, y_index), accuracy, oof
 
     def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
         """Meta-model probabilities ``(n, K)``, columns in the order of ``classes_``."""
@@ -274,9 +306,14 @@ class Stacker(_ProbabilisticClassifier):
             for name, model in self.base_models_.items()
         ]
         if isinstance(self.meta_model_, _SharedLogisticRegression):
-            return self.meta_model_._proba_from_blocks(outputs)  # no (n, 5 K) copy: 400 MB at 10,000 x 1,000
-        proba = self.meta_model_.predict_proba(_stacked(outputs, list(self.base_models_), n_classes))
-        return np.asarray(proba, dtype=np.float64)
+            proba = self.meta_model_._proba_from_blocks(outputs)  # no (n, 5 K) copy: 400 MB at 10,000 x 1,000
+        else:
+            proba = self.meta_model_.predict_proba(_stacked(outputs, list(self.base_models_), n_classes))
+        proba = np.asarray(proba, dtype=np.float64)
+        beta = getattr(self, "temperature_", None)  # absent in models saved before issue 12
+        if beta is None:
+            return proba
+        return _softmax(beta * np.log(np.clip(proba, 1e-300, 1.0)))
 
 
 def _stacked(outputs: Sequence[np.ndarray], names: Sequence[str], n_classes: int) -> NDArray[np.float64]:
@@ -296,6 +333,29 @@ def _stacked(outputs: Sequence[np.ndarray], names: Sequence[str], n_classes: int
     return np.hstack(columns)
 
 
+def cv_splits(
+    y_index: NDArray[np.intp],
+    n_splits: int,
+    n_repeats: int,
+    random_state: int | None,
+    groups: NDArray[Any] | None = None,
+) -> list[tuple[NDArray[np.intp], NDArray[np.intp]]]:
+    """The splits of :func:`stacker_cv_scores` (and of the training checks' SVC accuracy).
+
+    The thesis's ``RepeatedStratifiedKFold`` when everyone has ``n_splits`` photos or more and no
+    photo has augmented copies; else, per repeat, folds that adapt per person
+    (:func:`core.recognition.classifiers.folds._stratified_folds`).
+    """
+    counts = np.bincount(y_index)
+    plain = groups is None or len(np.unique(groups)) == len(groups)
+    if plain and counts[counts > 0].min() >= n_splits:
+        splitter = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=random_state)
+        return list(splitter.split(np.zeros((len(y_index), 1)), y_index))
+    k = adapted_splits(n_splits, y_index, groups)
+    seeds = np.random.RandomState(random_state).randint(0, 2**31 - 1, size=n_repeats)
+    return [split for seed in seeds for split in _stratified_folds(k, int(seed), y_index, groups)]
+
+
 def stacker_cv_scores(
     X: ArrayLike,
     y: ArrayLike,
@@ -308,6 +368,8 @@ def stacker_cv_scores(
     cv: int = 5,
     mode: Literal["auto", "thesis", "scalable"] = "auto",
     n_jobs: int | None = None,
+    groups: ArrayLike | None = None,
+    score_rows: ArrayLike | None = None,
 ) -> dict[str, NDArray[np.float64]]:
     """Accuracy of each stacked model and of the stack over repeated stratified k-fold.
 
@@ -321,13 +383,19 @@ def stacker_cv_scores(
     X : array-like of shape (n, d)
     y : array-like of shape (n,)
     n_splits : int, default=10
-        Requested folds, reduced to the smallest class's photo count (at least 2).
+        Requested folds.  When someone has fewer photos, the folds adapt per person instead
+        (at most the largest photo count, at least 2; see ``folds._per_class_folds``).
     n_repeats : int, default=3
     random_state : int or None, default=0
     progress, cancel : callable, optional
         Reported and checked once per fold (and inside each fold's stacker).
     cv, mode, n_jobs
         Passed to :class:`Stacker`.
+    groups
+        The photo of each row (augmented copies share their photo's): see :func:`cv_splits`.
+    score_rows
+        Rows that count in the accuracy (e.g. the real photos, not their augmented copies); all by
+        default.  A fold holding out none of them is scored on all its rows.
 
     Returns
     -------
@@ -337,8 +405,7 @@ def stacker_cv_scores(
     Raises
     ------
     TrainingDataError
-        Fewer than 2 people, or a training fold would keep fewer than 2 photos of someone
-        (with 10-fold that needs 3+ photos per person).
+        Fewer than 2 people.
     """
     splits_requested = _check_int("n_splits", n_splits, 2)
     repeats = _check_int("n_repeats", n_repeats, 1)
@@ -346,15 +413,15 @@ def stacker_cv_scores(
         X_arr, y_arr = check_X_y(X, y, dtype=np.float64)
         classes, y_index, counts = _label_counts(y_arr)
         _require_trainable(classes, counts)
-        k = _adapted_n_splits(splits_requested, counts)
-        splitter = RepeatedStratifiedKFold(n_splits=k, n_repeats=repeats, random_state=random_state)
-        splits = list(splitter.split(X_arr, y_index))
-        _require_fold_photos(classes, y_index, splits, "Cross-validating the stacker")
+        group_of = _groups(groups, len(y_arr))
+        splits = cv_splits(y_index, splits_requested, repeats, random_state, group_of)
+        scored = np.ones(len(y_arr), bool) if score_rows is None else np.asarray(score_rows, bool)
         scores = {key: np.zeros(len(splits)) for key in _STACKER_CV_KEYS}
         for i, (train, test) in enumerate(splits):
             monitor.report(i / len(splits), f"Fold {i + 1} of {len(splits)}")
             model = Stacker(cv=cv, mode=mode, n_jobs=n_jobs, random_state=random_state)
-            model.fit(X_arr[train], y_arr[train])
+            model.fit(X_arr[train], y_arr[train], groups=None if group_of is None else group_of[train])
+            test = test[scored[test]] if scored[test].any() else test
             for name in STACKER_MODEL_NAMES:
                 predicted = model.classes_[model.base_models_[name].predict(X_arr[test])]
                 scores[name][i] = np.mean(predicted == y_arr[test])

@@ -29,7 +29,6 @@ from core.recognition.classifiers import base
 from core.recognition.classifiers.base import (
     CancelCallback,
     ProgressCallback,
-    _adapted_n_splits,
     _aligned_proba,
     _blas_threads_for,
     _check_choice,
@@ -41,16 +40,19 @@ from core.recognition.classifiers.base import (
     _monitoring,
     _ParameterError,
     _ProbabilisticClassifier,
-    _require_fold_photos,
     _require_trainable,
+    _softmax,
 )
+from core.recognition.classifiers.calibration import _fit_temperature
 from core.recognition.classifiers.folds import (
     _cross_validate,
     _fold_data,
+    _groups,
     _knn_neighbors,
     _prefixed,
     _refit,
     _stratified_folds,
+    adapted_splits,
 )
 from core.recognition.classifiers.naive_bayes import _GaussianNB
 from core.recognition.classifiers.svc import CalibratedSVC
@@ -136,6 +138,7 @@ class _Layers:
     losses: list[float] = field(default_factory=list)
     candidates: list[float] = field(default_factory=list)  # also the discarded last layer
     times: list[dict[str, float]] = field(default_factory=list)
+    oof_blend: NDArray[np.float64] | None = None  # the last kept layer's out-of-fold weighted average
 
 
 def _step_reporter(monitor: _Monitor, layer: int, n_layers: int, steps: int) -> Callable[[str], None]:
@@ -189,6 +192,9 @@ class SuperLearner(_ProbabilisticClassifier):
         threads costs more than it saves.  Results do not depend on it.
     random_state : int or None, default=0
         Seed of the folds and of every randomised base learner.
+    calibrate : bool, default=True
+        Temperature-scale the weighted average (see ``temperature_``); ``False``: the thesis's
+        plain weighted average.
 
     Attributes
     ----------
@@ -205,6 +211,12 @@ class SuperLearner(_ProbabilisticClassifier):
         because it did not improve on its predecessor by more than ``tol``.
     n_layers_ : int
         Number of kept layers (1 unless ``deep``).
+    temperature_ : float or None
+        Issue 12: the inverse temperature applied to the weighted average's log-probabilities,
+        fitted on its out-of-fold values and bounded as the SVC's
+        (:func:`core.recognition.classifiers.calibration.temperature_cap`): k-NN and the tree say
+        1.00 for whatever they name, and a weighted average of them can too.  ``None`` with
+        ``calibrate=False`` (and in models saved before).
     layers_ : list of dict of str to estimator
         Per kept layer, the base learners refitted on all photos of that layer's features.
     base_learners_ : dict of str to estimator
@@ -231,6 +243,7 @@ class SuperLearner(_ProbabilisticClassifier):
         calibration_cv: int = 5,
         n_jobs: int | None = None,
         random_state: int | None = 0,
+        calibrate: bool = True,
     ) -> None:
         self.base_learners = base_learners
         self.n_splits = n_splits
@@ -241,6 +254,7 @@ class SuperLearner(_ProbabilisticClassifier):
         self.calibration_cv = calibration_cv
         self.n_jobs = n_jobs
         self.random_state = random_state
+        self.calibrate = calibrate
 
     def _base_learner_names(self, n_classes: int) -> tuple[str, ...]:
         if self.base_learners is None:
@@ -262,7 +276,9 @@ class SuperLearner(_ProbabilisticClassifier):
         factories: dict[str, Callable[[], BaseEstimator]] = {
             "LogisticRegression": lambda: LogisticRegression(max_iter=1000),
             "DecisionTreeClassifier": lambda: DecisionTreeClassifier(random_state=rs),
-            "SVC": lambda: CalibratedSVC(cv=self.calibration_cv, n_jobs=jobs, random_state=rs),
+            # One thread: concurrent one-vs-rest solves share liblinear's random generator, and models
+            # must be reproducible to the bit (see CalibratedSVC's n_jobs).
+            "SVC": lambda: CalibratedSVC(cv=self.calibration_cv, random_state=rs),
             "GaussianNB": lambda: _GaussianNB(),
             "KNeighborsClassifier": lambda: KNeighborsClassifier(n_neighbors=n_neighbors),
             "AdaBoostClassifier": lambda: AdaBoostClassifier(n_estimators=n_est, random_state=rs),
@@ -281,6 +297,7 @@ class SuperLearner(_ProbabilisticClassifier):
         X: ArrayLike,
         y: ArrayLike,
         *,
+        groups: ArrayLike | None = None,
         progress: ProgressCallback | None = None,
         cancel: CancelCallback | None = None,
     ) -> Self:
@@ -290,8 +307,11 @@ class SuperLearner(_ProbabilisticClassifier):
         ----------
         X : array-like of shape (n, d)
         y : array-like of shape (n,)
-            Person ids.  Every person needs at least 2 photos, and 3 when the SVC base learner
-            is used (it calibrates inside each fold, so each training fold must keep 2).
+            Person ids; a person may have a single photo.
+        groups : array-like of shape (n,), optional
+            The photo each row comes from: rows of one photo (the photo and its augmented copies)
+            are held out together by every cross-validation (see
+            :func:`core.recognition.classifiers.folds.fold_units`).  Without it each row is a photo.
         progress, cancel : callable, optional
             Reported and checked before every fold of every base learner.
 
@@ -311,10 +331,9 @@ class SuperLearner(_ProbabilisticClassifier):
             tol = _check_positive("tol", self.tol, allow_zero=True)
             _check_int("n_estimators", self.n_estimators, 1)
             _check_int("calibration_cv", self.calibration_cv, 2)
-            n_splits = _adapted_n_splits(requested, counts)
-            folds = _stratified_folds(n_splits, self.random_state, y_index)
-            if "SVC" in names:
-                _require_fold_photos(classes, y_index, folds, "The Super Learner's SVC base learner")
+            group_of = _groups(groups, len(y_arr))
+            n_splits = adapted_splits(requested, y_index, group_of)
+            folds = _stratified_folds(n_splits, self.random_state, y_index, group_of)
             n_neighbors = _knn_neighbors(folds)
             n_classes = len(classes)
 
@@ -332,6 +351,9 @@ class SuperLearner(_ProbabilisticClassifier):
             self.oof_log_loss_ = fitted.losses
             self.candidate_log_loss_ = fitted.candidates
             self.n_layers_ = len(fitted.learners)
+            self.temperature_ = None
+            if self.calibrate and fitted.oof_blend is not None:
+                self.temperature_ = _fit_temperature(np.log(np.clip(fitted.oof_blend, 1e-300, 1.0)), y_index)
             self.fit_times_ = fitted.times
             self.n_splits_ = n_splits
             monitor.report(1.0, "Super Learner trained")
@@ -391,6 +413,7 @@ class SuperLearner(_ProbabilisticClassifier):
             fitted.weights.append({name: float(w) for name, w in zip(names, layer_weights)})
             fitted.losses.append(loss)
             fitted.times.append(elapsed)
+            fitted.oof_blend = sum(w * oof[name] for name, w in zip(names, layer_weights))
             log.info(
                 "Super Learner layer %d: OOF log loss %.5f, weights %s",
                 layer + 1,
@@ -418,7 +441,10 @@ class SuperLearner(_ProbabilisticClassifier):
                     blended += weight * _aligned_proba(learners[name], features, len(self.classes_))
             if layer + 1 < len(self.layers_):
                 features = np.hstack([X_arr, blended])
-        return blended
+        beta = getattr(self, "temperature_", None)
+        if beta is None:
+            return blended
+        return _softmax(beta * np.log(np.clip(blended, 1e-300, 1.0)))
 
     def base_learner_scores(self, X: ArrayLike, y: ArrayLike) -> dict[str, float]:
         """Accuracy of each first-layer base learner (refitted on all training photos) on ``X, y``.
