@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from core.live.flags import flag_reasons
 from core.live.monitor import decision_code
 from core.live.tracking import TrackDecision, TrackState
+from core.recognition.openset import enrolled_label
 from gui import theme
 
 FACE = 132
@@ -48,15 +49,16 @@ def to_pixmap(rgb: np.ndarray | None, size: int = FACE) -> QPixmap:
 
 
 class _Bars(QWidget):
-    """The three models' probabilities as bars, in the fixed order and colours."""
+    """The three models' probabilities as bars, in the fixed order and colours, and under them the gate's
+    probability that the face is enrolled at all (row ``"gate"``: green from 0.5 up, else red)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.rows: list[tuple[str, str, float]] = []
-        self.setMinimumHeight(3 * 26)
+        self.setMinimumHeight(4 * 26)
 
     def sizeHint(self) -> QSize:
-        return QSize(300, 3 * 26)
+        return QSize(300, 4 * 26)
 
     def set_rows(self, rows: list[tuple[str, str, float]]) -> None:
         self.rows = rows
@@ -68,11 +70,12 @@ class _Bars(QWidget):
         for i, (model, text, prob) in enumerate(self.rows):
             y = i * 26
             p.setPen(theme.TEXT)
-            p.drawText(QRectF(0, y, 70, 22), Qt.AlignmentFlag.AlignVCenter, theme.MODEL_SHORT[model])
+            gate = model == "gate"
+            p.drawText(QRectF(0, y, 70, 22), Qt.AlignmentFlag.AlignVCenter, "GATE" if gate else theme.MODEL_SHORT[model])
             bar = QRectF(72, y + 5, max(40.0, min(160.0, self.width() - 240)), 12)
             p.fillRect(bar, QColor(70, 70, 70))
-            p.fillRect(QRectF(bar.x(), bar.y(), bar.width() * max(0.0, min(1.0, prob)), bar.height()),
-                       theme.MODEL_COLOURS[model])
+            colour = (theme.GOOD if prob >= 0.5 else theme.BAD) if gate else theme.MODEL_COLOURS[model]
+            p.fillRect(QRectF(bar.x(), bar.y(), bar.width() * max(0.0, min(1.0, prob)), bar.height()), colour)
             p.drawText(QRectF(bar.right() + 8, y, self.width() - bar.right() - 8, 22), Qt.AlignmentFlag.AlignVCenter,
                        text)
         p.end()
@@ -194,6 +197,8 @@ class GateCard(QFrame):
                 ident, prob = track.models[model]
                 text = f"{prob:.2f}" if named and ident == track.identity else f"{ident}  {prob:.2f}"
                 rows.append((model, text, prob))
+        if math.isfinite(track.enrolled):  # the gate's own figure: is this anyone enrolled at all?
+            rows.append(("gate", enrolled_label(track.enrolled), track.enrolled))
         self.bars.set_rows(rows)
         if math.isfinite(track.distance) and math.isfinite(track.threshold):
             gap = track.threshold - track.distance

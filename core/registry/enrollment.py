@@ -577,6 +577,8 @@ class Enroller:
 
             operator_id, prepared, rejected = self._gate_all(person, paths, before, largest_face)
             done += len(paths)
+            if operator_id is not None and prepared:  # more photos of someone enrolled: they must look like them
+                prepared = self._same_face(person, prepared, rejected, actor=actor, confirm=False)
             try:
                 results[person] = self._commit(person, operator_id, person, "", prepared, rejected, actor=actor,
                                                confirm_duplicate=confirm_duplicate, source="file")

@@ -102,7 +102,8 @@ class EventRow:
     probability)``, by model name (empty after erasure); :meth:`score` looks one up.  ``flagged``: the
     models disagreed or the call was close (the reason says why).  ``erased``: the person was erased,
     so ``employee_id``, ``name``, ``scores`` and ``reason`` are gone.  ``guard``: the newest guard
-    action on it, if any.
+    action on it, if any.  ``enrolled``: the gate's probability that the face was anyone enrolled at
+    all (:data:`core.live.events.ENROLLED_KEY`), for events recorded since it exists.
     """
 
     id: int
@@ -119,6 +120,7 @@ class EventRow:
     has_thumbnail: bool
     erased: bool
     guard: GuardAction | None = None
+    enrolled: float | None = field(default=None, hash=False)
 
     def score(self, model: str) -> tuple[str, float] | None:
         """``(identity, probability)`` of ``model``'s favourite person, or ``None``."""
@@ -128,19 +130,23 @@ class EventRow:
         return None
 
 
-def _scores(text: str | None) -> tuple[tuple[str, str, float], ...]:
-    """Each model's favourite from the stored ``{"svc": {"E1": 0.9, …}, …}``."""
+def _scores(text: str | None) -> tuple[tuple[tuple[str, str, float], ...], float | None]:
+    """Each model's favourite from the stored ``{"svc": {"E1": 0.9, …}, …, "enrolled": 0.98}``, and the
+    gate's ``enrolled`` probability (``None`` if absent)."""
     if not text:
-        return ()
+        return (), None
     out = []
+    enrolled = None
     try:
         for model, table in json.loads(text).items():
             if isinstance(table, dict) and table:
                 identity, p = max(table.items(), key=lambda kv: float(kv[1]))
                 out.append((sys.intern(str(model)), sys.intern(str(identity)), float(p)))
+            elif model == "enrolled" and isinstance(table, (int, float)) and math.isfinite(table):
+                enrolled = float(table)
     except (TypeError, ValueError, AttributeError):
-        return ()  # a hand-written event with another shape: show it without scores
-    return tuple(out)
+        return (), None  # a hand-written event with another shape: show it without scores
+    return tuple(out), enrolled
 
 
 def _intern(text: str | None) -> str | None:
@@ -149,9 +155,10 @@ def _intern(text: str | None) -> str | None:
 
 def _row(r: Sequence[Any]) -> EventRow:
     reason = r[4]
+    scores, enrolled = _scores(r[7])
     return EventRow(int(r[0]), datetime.fromisoformat(r[1]), sys.intern(r[2]), sys.intern(r[3]),
                     reason is not None and FLAG_MARKER in reason, reason, _intern(r[5]), _intern(r[6]),
-                    _scores(r[7]), r[8], sys.intern(r[9]), bool(r[10]), bool(r[11]))
+                    scores, r[8], sys.intern(r[9]), bool(r[10]), bool(r[11]), enrolled=enrolled)
 
 
 def _cell(value: Any) -> Any:
@@ -296,7 +303,7 @@ class EventQueryMixin(GuardMixin, RegistryBase):
         header = ["id", "time_utc", "time_local", "camera", "decision", "flagged", "employee_id", "name"]
         for model in MODEL_NAMES:
             header += [f"{model}_identity", f"{model}_probability"]
-        header += ["distance", "model_version", "reason", "guard_action", "guard_reason", "guard_note",
+        header += ["enrolled_probability", "distance", "model_version", "reason", "guard_action", "guard_reason", "guard_note",
                    "guard_by", "guard_time_utc", "erased"]
         tmp = path.with_name(f".{path.name}.tmp")
         written = 0
@@ -331,6 +338,7 @@ class EventQueryMixin(GuardMixin, RegistryBase):
         for model in models:
             score = e.score(model)
             row += ["", ""] if score is None else [_cell(score[0]), f"{score[1]:.4f}"]
+        row.append("" if e.enrolled is None else f"{e.enrolled:.4f}")
         g = e.guard
         distance = "" if e.distance is None or not math.isfinite(e.distance) else f"{e.distance:.4f}"
         row += [distance, _cell(e.model_version), _cell(e.reason or ""),

@@ -241,3 +241,23 @@ def test_import_enrolls_a_folder_tree_and_skips_bad_files(reg, seed, pipeline, t
     with pytest.raises(EnrollmentError, match="is not a folder"):
         Enroller(reg, pipeline).import_dataset(tree / "nope", actor=HR)
     assert reg.verify() == []
+
+
+def test_an_import_cannot_add_someone_elses_face_to_an_enrolled_operator(reg, seed, pipeline, tmp_path):
+    """Found while adding --largest-face: import_dataset skipped the check enroll_photos makes."""
+    enroller = Enroller(reg, pipeline)
+    assert enroller.enroll_photos("E-JS", "Jerry", "", photos(seed, "val", "jerry_seinfeld")[:3], actor=HR).accepted
+    tree = tmp_path / "tree"
+    (tree / "E-JS").mkdir(parents=True)
+    for p in photos(seed, "val", "madonna")[:2]:  # someone else, filed under Jerry's id
+        shutil.copy(p, tree / "E-JS" / p.name)
+    for p in photos(seed, "train", "jerry_seinfeld")[:2]:  # and two real new photos of him
+        shutil.copy(p, tree / "E-JS" / f"jerry-{p.name}")
+    result = enroller.import_dataset(tree, actor=HR)["E-JS"]
+    rejected = dict(result.rejected)
+    assert {n for n in rejected if not n.startswith("jerry-")} == {p.name for p in photos(seed, "val", "madonna")[:2]}
+    assert all("do not look like" in why or "does not look like" in why
+               for n, why in rejected.items() if not n.startswith("jerry-"))
+    assert result.accepted  # his own new photos (those that pass the gate) are enrolled
+    assert reg.audit_log(action="face_mismatch_refused")
+    assert reg.verify() == []

@@ -200,11 +200,16 @@ def test_monitor_events_and_lines_carry_the_open_set_probability(seed, strangers
         assert set(by_code["recognised"].probabilities) == {"svc", "stacker", "super_learner", ENROLLED_KEY}
         assert by_code["recognised"].probabilities[ENROLLED_KEY] >= 0.9
         assert by_code["unknown"].probabilities[ENROLLED_KEY] < 0.5
-        # The events browser's rows: the three models' scores, the open-set number left out.
+        # The events browser's rows: the three models' scores, and the open-set number on its own.
         rows = reg.event_page(EventFilter())
         assert len(rows) == len(events)
         assert all({s[0] for s in r.scores} == {"svc", "stacker", "super_learner"} for r in rows)
+        rows_by = {r.decision: r for r in rows}
+        assert rows_by["recognised"].enrolled >= 0.9 and rows_by["unknown"].enrolled < 0.5
         out = tmp_path / "events.csv"
         assert reg.export_events_csv(EventFilter(), out) == len(events)
-        header = out.read_text().splitlines()[0]
-        assert "svc_probability" in header
+        import csv
+
+        table = list(csv.DictReader(out.open()))
+        assert "svc_probability" in table[0]
+        assert {r["decision"]: float(r["enrolled_probability"]) for r in table}["unknown"] < 0.5
