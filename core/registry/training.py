@@ -499,6 +499,9 @@ def retrain(
                                     "weights": [{n: round(float(w), 4) for n, w in layer.items()}
                                                 for layer in sl.weights_]}
     spare = f"; left out (fewer than {checks.min_photos_per_person} photos): {', '.join(left_out)}" if left_out else ""
+    if len(y_aug):  # what was adapted for people with few photos (issue 12)
+        spare += (f"; {len(set(y_aug.tolist()))} people with fewer than 6 photos topped up with {len(y_aug)} "
+                  f"augmented copies; {k} folds, dealt per person")
     summary = (f"{len(trained)} people, {len(y)} photos; CV accuracy svc {np.mean(cv['svc']):.3f}, "
                f"stacker {np.mean(cv['stacker']):.3f}; threshold {model.calibration.threshold:.3f}{spare}")
 
