@@ -41,7 +41,7 @@ def variants(face: np.ndarray) -> np.ndarray:
     def warp(matrix: np.ndarray) -> np.ndarray:
         return cv2.warpAffine(face, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
-    shift = np.float32([[1, 0, SHIFT * size], [0, 1, SHIFT * size / 2]])
+    shift = np.array([[1, 0, SHIFT * size], [0, 1, SHIFT * size / 2]], dtype=np.float32)
     out = [
         np.ascontiguousarray(face[:, ::-1]),
         warp(shift),

@@ -200,8 +200,10 @@ def _fit(data: EmbeddedSet, pipeline: Any, **kwargs: Any) -> tuple[RecognitionMo
     y = np.concatenate([data.y, y_aug])
     groups = np.concatenate([np.arange(len(data)), g_aug])
     model = train_model(x, y, groups=groups, augmented=np.arange(len(y)) >= len(data), **kwargs)
-    people, copies = np.unique(y_aug, return_counts=True) if len(y_aug) else ([], [])
-    return model, {str(p): int(n) for p, n in zip(people, copies)}
+    copies: dict[str, int] = {}
+    for label in y_aug.tolist():
+        copies[str(label)] = copies.get(str(label), 0) + 1
+    return model, copies
 
 
 def _restrict(data: EmbeddedSet, classes: set[str]) -> EmbeddedSet:
@@ -228,9 +230,9 @@ def _leave_one_identity_out(
         def fold_progress(frac: float, msg: str, i: int = i, who: str = person) -> None:
             progress((i + frac) / len(people), f"without {who}: {msg}")
 
-        rows = np.flatnonzero(keep)
-        fold = EmbeddedSet(train.x[rows], train.y[rows], [train.paths[r] for r in rows],
-                           [train.boxes[r] for r in rows] if train.boxes else [])
+        kept = np.flatnonzero(keep)
+        fold = EmbeddedSet(train.x[kept], train.y[kept], [train.paths[r] for r in kept],
+                           [train.boxes[r] for r in kept] if train.boxes else [])
         model = (_fit(fold, pipeline, policy=policy, deep=deep, cancel=cancel, progress=fold_progress)[0]
                  if pipeline is not None else
                  train_model(fold.x, fold.y, policy=policy, deep=deep, cancel=cancel, progress=fold_progress))

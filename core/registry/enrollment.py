@@ -507,8 +507,8 @@ class Enroller:
                                        [operator_id]).fetchone()[0]
         if not kept or have + len(kept) >= AUGMENT_BELOW:
             return [None] * len(kept)
-        faces = [item.report.aligned for item in kept]
-        if any(face is None for face in faces):
+        faces = [item.report.aligned for item in kept if item.report.aligned is not None]
+        if len(faces) != len(kept):
             return [None] * len(kept)
         vectors = augmented_embeddings(self.pipeline.embedder, np.stack(faces))
         return list(vectors)

@@ -242,10 +242,11 @@ class Classifier(Protocol):
         X: ArrayLike,
         y: ArrayLike,
         *,
+        groups: ArrayLike | None = None,
         progress: ProgressCallback | None = None,
         cancel: CancelCallback | None = None,
     ) -> Any:
-        """Learn from embeddings ``X`` (n, d) and person ids ``y`` (n,)."""
+        """Learn from embeddings ``X`` (n, d) and person ids ``y`` (n,); ``groups``: the photo of each row."""
         ...
 
     def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
