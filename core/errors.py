@@ -57,3 +57,7 @@ class WeakPassphrase(FaceGateError):
 
 class CameraError(FaceGateError):
     """A camera or stream could not be opened or read."""
+
+
+class ConversionError(ModelError):
+    """A model converted for another runtime (ONNX) does not compute what the reference (TensorFlow) does."""
