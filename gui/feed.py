@@ -197,7 +197,7 @@ class FeedTile(QWidget):
             if name in track.models:
                 ident, prob = track.models[name]
                 named_same = track.state is TrackState.NAMED and ident == track.identity
-                text = f"{prob:.2f}" if named_same else f"{ident[:14]} {prob:.2f}"
+                text = theme.probability_text(prob) if named_same else f"{ident[:14]} {theme.probability_text(prob)}"
                 rows.append((theme.MODEL_SHORT[name], prob, text, theme.MODEL_COLOURS[name]))
         # The models' numbers assume the face is someone enrolled; this one says whether it is.
         gate = enrolled_label(track.enrolled)

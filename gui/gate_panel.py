@@ -195,7 +195,8 @@ class GateCard(QFrame):
         for model in theme.MODEL_ORDER:
             if model in track.models:
                 ident, prob = track.models[model]
-                text = f"{prob:.2f}" if named and ident == track.identity else f"{ident}  {prob:.2f}"
+                shown = theme.probability_text(prob)
+                text = shown if named and ident == track.identity else f"{ident}  {shown}"
                 rows.append((model, text, prob))
         if math.isfinite(track.enrolled):  # the gate's own figure: is this anyone enrolled at all?
             rows.append(("gate", enrolled_label(track.enrolled), track.enrolled))

@@ -88,3 +88,9 @@ QTabBar::tab {{ background: #242833; padding: 8px 18px; font-size: 12pt; }}
 QTabBar::tab:selected {{ background: #3b4252; font-weight: bold; }}
 QStatusBar {{ background: #101216; font-size: 11pt; }}
 """
+
+
+def probability_text(p: float) -> str:
+    """A probability as the console shows it: two decimals, three beyond 0.01 and 0.99, so that 0.996
+    never reads as a certain 1.00 (the calibrations stop short of 1, and the screen must say so)."""
+    return f"{p:.2f}" if 0.01 <= p <= 0.99 else f"{p:.3f}"
