@@ -58,14 +58,11 @@ def subset(data: Any, n: int | None) -> Any:
 
 
 def fit(data: Any, pipeline: Any) -> Any:
-    from core.recognition.dataset import augment_for_training
-    from core.recognition.engine import train_model
+    """The three models on ``data`` topped up with augmented copies, as ``facegate evaluate`` trains them."""
+    from core.recognition.evaluate import train_topped_up
 
-    x_aug, y_aug, g_aug = augment_for_training(data, pipeline)
-    x = np.concatenate([data.x, x_aug])
-    y = np.concatenate([data.y, y_aug])
-    groups = np.concatenate([np.arange(len(data)), g_aug])
-    return train_model(x, y, groups=groups, augmented=np.arange(len(y)) >= len(data)), len(y_aug)
+    model, copies = train_topped_up(data, pipeline)
+    return model, sum(copies.values())
 
 
 def scores(model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:

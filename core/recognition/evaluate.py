@@ -100,7 +100,7 @@ def evaluate(
         strangers = embed_folder(Path(unknown), pipeline, progress=_stage(progress, 0.35, 0.4, "reading unknown"),
                                  cancel=cancel, label_loose_files=UNKNOWN)
 
-    model, topped_up = _fit(train, pipeline, policy=policy, deep=deep, cancel=cancel,
+    model, topped_up = train_topped_up(train, pipeline, policy=policy, deep=deep, cancel=cancel,
                             progress=_stage(progress, 0.4, 0.55, "training"),
                             metadata={"signature": pipeline.signature, "dataset": str(dataset)})
     val_known = _restrict(val, set(model.classifiers["svc"].classes_))
@@ -193,7 +193,7 @@ def evaluate(
     return report
 
 
-def _fit(data: EmbeddedSet, pipeline: Any, **kwargs: Any) -> tuple[RecognitionModel, dict[str, int]]:
+def train_topped_up(data: EmbeddedSet, pipeline: Any, **kwargs: Any) -> tuple[RecognitionModel, dict[str, int]]:
     """``train_model`` on ``data`` topped up with augmented copies (as enrollment does); the copies per person."""
     x_aug, y_aug, g_aug = augment_for_training(data, pipeline)
     x = np.concatenate([data.x, x_aug])
@@ -233,7 +233,7 @@ def _leave_one_identity_out(
         kept = np.flatnonzero(keep)
         fold = EmbeddedSet(train.x[kept], train.y[kept], [train.paths[r] for r in kept],
                            [train.boxes[r] for r in kept] if train.boxes else [])
-        model = (_fit(fold, pipeline, policy=policy, deep=deep, cancel=cancel, progress=fold_progress)[0]
+        model = (train_topped_up(fold, pipeline, policy=policy, deep=deep, cancel=cancel, progress=fold_progress)[0]
                  if pipeline is not None else
                  train_model(fold.x, fold.y, policy=policy, deep=deep, cancel=cancel, progress=fold_progress))
         gen_mask = (val.y != person) & np.isin(val.y, train.y[keep])

@@ -7,27 +7,7 @@ import re
 import shutil
 import sqlite3
 
-import pytest
-
-from core.cli.main import main
-
-PASS = "correct horse battery"
-
-
-@pytest.fixture()
-def data(tmp_path, monkeypatch):
-    """A data folder whose first account (an admin, "hr.lead") exists, logged in through the environment."""
-    monkeypatch.setenv("FACEGATE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("FACEGATE_NEW_HR_PASSPHRASE", PASS)
-    assert main(["-q", "accounts", "init", "--name", "hr.lead", "--yes"]) == 0
-    monkeypatch.setenv("FACEGATE_HR_PASSPHRASE", PASS)
-    return tmp_path / "data"
-
-
-def run(capsys, *argv):
-    code = main(["-q", *argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.core.conftest import run
 
 
 def test_people_and_login_rules(data, capsys, monkeypatch):

@@ -9,15 +9,14 @@ import cv2
 import numpy as np
 import pytest
 
-from core.cli.main import main
 from core.registry import Registry
 from core.registry.enrollment import Enroller
 from core.vision.imageio import read_image
 from core.vision.quality import QualityThresholds, check_quality
 from tests.conftest import compose, face_crop
+from tests.core.conftest import run
 
 HR = "hr:test"
-PASS = "correct horse battery"
 JERRY_WITH_BYSTANDER = "httpsuploadwikimediaorgwikipediacommonst"  # a bystander's face far behind him
 ELTON_WITH_CHER = "httpssmediacacheakpinimgcomxfcfcbaeaedda"      # two faces side by side, same size
 
@@ -168,21 +167,6 @@ def test_the_duplicate_check_still_applies_to_the_chosen_face(reg, seed, pipelin
     assert reg.audit_log(action="duplicate_refused") and not reg.audit_log(action="largest_face_chosen")
 
 
-@pytest.fixture()
-def data(tmp_path, monkeypatch):
-    """A data folder whose first account (an admin, "hr.lead") exists, logged in through the environment."""
-    monkeypatch.setenv("FACEGATE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("FACEGATE_NEW_HR_PASSPHRASE", PASS)
-    assert main(["-q", "accounts", "init", "--name", "hr.lead", "--yes"]) == 0
-    monkeypatch.setenv("FACEGATE_HR_PASSPHRASE", PASS)
-    return tmp_path / "data"
-
-
-def run(capsys, *argv):
-    capsys.readouterr()
-    code = main(["-q", *argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_largest_face_end_to_end(data, capsys, seed, tmp_path, monkeypatch):

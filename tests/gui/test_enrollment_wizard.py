@@ -230,17 +230,12 @@ def test_hr_enrolls_a_new_operator_and_the_console_recognises_her(qtbot, data_di
 
 def test_a_face_already_enrolled_is_named_before_going_on_and_the_override_is_audited(
         qtbot, data_dir, seed, tmp_path):
-    from PIL import Image
-
     from core.registry import Registry
     from gui.hr.access import HRAccess
-    from gui.hr.wizard.wizard import CAPTURE, TRAIN, EnrollmentWizard
+    from gui.hr.wizard.wizard import CAPTURE, EnrollmentWizard
 
-    empty = tmp_path / "empty-desk"
-    empty.mkdir()
-    Image.fromarray(np.full((480, 640, 3), 90, np.uint8)).save(empty / "nobody.jpg")
     access = HRAccess(data_dir / "facegate.db")
-    wizard = EnrollmentWizard(data_dir / "facegate.db", data_dir / "models", access, str(empty))
+    wizard = EnrollmentWizard(data_dir / "facegate.db", data_dir / "models", access, str(empty_desk(tmp_path)))
     qtbot.addWidget(wizard)
     wizard.show()
     try:
@@ -260,15 +255,7 @@ def test_a_face_already_enrolled_is_named_before_going_on_and_the_override_is_au
         assert all(s.manual and s.origin != "camera" for s in wizard.shots)
         page.override.setChecked(True)
         assert page.isComplete() and wizard.button(wizard.WizardButton.NextButton).isEnabled()
-        wizard.next()
-        wizard.next()  # review → enroll (an HR login is asked first)
-        assert wizard.currentId() == TRAIN
-        login(qtbot, access)
-        with qtbot.waitSignal(wizard.enrolled, timeout=120_000) as enrolled:
-            pass
-        assert enrolled.args[0].duplicate_of == "jerry_seinfeld"
-        with qtbot.waitSignal(wizard.trainingCancelled, timeout=120_000):
-            wizard.cancel_training()
+        assert enroll_with_override_then_cancel(qtbot, wizard, access).duplicate_of == "jerry_seinfeld"
     finally:
         wizard.shutdown()
         access.stop()
@@ -276,6 +263,23 @@ def test_a_face_already_enrolled_is_named_before_going_on_and_the_override_is_au
         confirmed = reg.audit_log(action="duplicate_confirmed")
         assert confirmed and confirmed[-1].actor == "admin:hr.lead"
         assert reg.verify() == []
+
+
+def enroll_with_override_then_cancel(qtbot, wizard, access):
+    """From the Capture page with its override ticked: Review, enroll (after the HR login), then cancel
+    the training that follows.  Returns the enrollment's result."""
+    from gui.hr.wizard.wizard import REVIEW, TRAIN
+
+    wizard.next()
+    assert wizard.currentId() == REVIEW
+    wizard.next()  # enroll: an HR login is asked first
+    assert wizard.currentId() == TRAIN
+    login(qtbot, access)
+    with qtbot.waitSignal(wizard.enrolled, timeout=120_000) as enrolled:
+        pass
+    with qtbot.waitSignal(wizard.trainingCancelled, timeout=120_000):
+        wizard.cancel_training()
+    return enrolled.args[0]
 
 
 def open_for_existing(qtbot, data_dir, desk: Path, employee_id: str):
@@ -309,7 +313,6 @@ def empty_desk(tmp_path: Path) -> Path:
 def test_someone_elses_photos_for_an_enrolled_operator_are_named_and_next_waits_for_the_override(
         qtbot, data_dir, seed, tmp_path):
     from core.registry import Registry
-    from gui.hr.wizard.wizard import REVIEW, TRAIN
 
     wizard, access = open_for_existing(qtbot, data_dir, empty_desk(tmp_path), "jerry_seinfeld")
     next_button = wizard.button(wizard.WizardButton.NextButton)
@@ -330,16 +333,8 @@ def test_someone_elses_photos_for_an_enrolled_operator_are_named_and_next_waits_
         page.override.setChecked(False)
         assert not next_button.isEnabled()
         page.override.setChecked(True)
-        wizard.next()
-        assert wizard.currentId() == REVIEW
-        wizard.next()  # enroll: an HR login is asked first
-        assert wizard.currentId() == TRAIN
-        login(qtbot, access)
-        with qtbot.waitSignal(wizard.enrolled, timeout=120_000) as enrolled:
-            pass
-        assert enrolled.args[0].employee_id == "jerry_seinfeld" and enrolled.args[0].accepted
-        with qtbot.waitSignal(wizard.trainingCancelled, timeout=120_000):
-            wizard.cancel_training()
+        result = enroll_with_override_then_cancel(qtbot, wizard, access)
+        assert result.employee_id == "jerry_seinfeld" and result.accepted
     finally:
         wizard.shutdown()
         access.stop()
