@@ -109,9 +109,8 @@ def bench_stages(scene, frames: list[int], model, pipeline, min_face: int) -> di
 
     from core.live.tracking import FlowShifter, Observation, Tracker, observation_weight
     from core.types import FaceResult
-    from core.vision.detector import MtcnnDetector
 
-    detector = MtcnnDetector(min_face_size=min_face)
+    detector = pipeline.detector_like(min_face)
     flow = FlowShifter()
     images = [scene.render(i) for i in frames]
     # read: decode from an MJPG AVI, as a file or camera source would
@@ -284,18 +283,24 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="shorter live runs")
     parser.add_argument("--soak", type=float, default=0.0, help="seconds of the two-camera memory soak (0: skip)")
     parser.add_argument("--cases", nargs="*", help="only these cases, e.g. 640x480_1face")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "monitor.json"))
+    parser.add_argument("--backend", choices=("onnx", "tf"), default="onnx",
+                        help="inference backend (issue 13; default onnx)")
+    parser.add_argument("--out", help="default: benchmarks/results/monitor.json (onnx) or monitor-tf.json")
     args = parser.parse_args()
+    os.environ["FACEGATE_BACKEND"] = args.backend  # the soak's session builds its own pipeline
+    args.out = args.out or str(ROOT / "benchmarks" / "results" /
+                               ("monitor.json" if args.backend == "onnx" else f"monitor-{args.backend}.json"))
 
     from core.assets import ensure_seed_assets
     from core.recognition.dataset import embed_folder
     from core.recognition.engine import FacePipeline, train_model
 
-    pipeline = FacePipeline()
+    pipeline = FacePipeline(backend=args.backend)
     train = embed_folder(ensure_seed_assets().dataset / "train", pipeline)
     model = train_model(train.x, train.y)
     faces = load_faces(6)
-    report: dict = {"machine": machine(), "load_before": os.getloadavg()[0], "cases": {}}
+    report: dict = {"machine": machine(), "backend": args.backend, "load_before": os.getloadavg()[0],
+                    "command": "benchmarks/bench_monitor.py " + " ".join(sys.argv[1:]), "cases": {}}
     live_seconds = 20.0 if args.quick else 40.0
     for size in ((640, 480), (1280, 720)):
         min_face = round(80 * size[1] / 480)

@@ -297,7 +297,10 @@ class MainWindow(QMainWindow):
         self.model_info = info
         self.names.clear()
         self.names.update(info.names)
-        self.model_label.setText(f"model {info.version} · {info.people} people enrolled")
+        networks = info.networks.split(" (")[0]  # the reason for a fallback goes to the tooltip
+        self.model_label.setText(f"model {info.version} · {info.people} people enrolled"
+                                 + (f" · {networks}" if networks else ""))
+        self.model_label.setToolTip(f"Networks run by {info.networks}" if info.networks else "")
         self.set_trust(info.trust)
         self._follow_decision(info)
 

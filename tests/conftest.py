@@ -70,9 +70,18 @@ def strangers_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def pipeline():
+    """The product's pipeline: ONNX Runtime (issue 13), unless $FACEGATE_BACKEND says otherwise."""
     from core.recognition.engine import FacePipeline
 
     return FacePipeline()
+
+
+@pytest.fixture(scope="session")
+def tf_pipeline():
+    """The TensorFlow reference pipeline."""
+    from core.recognition.engine import FacePipeline
+
+    return FacePipeline(backend="tf")
 
 
 @pytest.fixture(scope="session")

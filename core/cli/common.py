@@ -144,6 +144,27 @@ DISTANCE_MARGIN = FloatArg(minimum=0, maximum=2)
 COUNT = IntArg(minimum=1, maximum=1_000_000_000)
 
 
+# -- the inference backend ---------------------------------------------------------------------------
+
+
+def add_backend_arg(p: argparse.ArgumentParser) -> None:
+    """``--backend {onnx,tf}`` on a command that detects or embeds faces (issue 13)."""
+    from core.vision.backends import BACKENDS, ENV_VAR
+
+    p.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="run the networks with ONNX Runtime ('onnx', the default: converted from the pinned "
+                        "weights once, then TensorFlow is never loaded) or TensorFlow ('tf', the reference); "
+                        f"the results are the same (default: ${ENV_VAR}, else onnx)")
+
+
+def apply_backend_arg(args: argparse.Namespace) -> None:
+    """Make ``--backend`` this process's default (and its children's, through the environment)."""
+    from core.vision.backends import ENV_VAR, check_backend
+
+    if getattr(args, "backend", None):
+        os.environ[ENV_VAR] = check_backend(args.backend)
+
+
 # -- the decision policy ------------------------------------------------------------------------------
 
 

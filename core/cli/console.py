@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from core.cli.common import DATA_DIR_HELP, POSITIVE_SECONDS, check_output_file
+from core.cli.common import DATA_DIR_HELP, POSITIVE_SECONDS, add_backend_arg, check_output_file
 from core.errors import FaceGateError
 
 
@@ -47,4 +47,5 @@ def register(sub: Any) -> None:
                    help="with --quit-after: save a PNG of the window just before it closes")
     p.add_argument("--tab", choices=["live", "events", "models", "hr"], default="live",
                    help="the view to show first (default: live)")
+    add_backend_arg(p)
     p.set_defaults(func=cmd_console)

@@ -24,7 +24,9 @@ from typing import Any, NoReturn
 from core.cli.common import (
     DATA_DIR_HELP,
     IntArg,
+    add_backend_arg,
     add_policy_args,
+    apply_backend_arg,
     check_output_file,
     data_dir,
     describe_os_error,
@@ -85,7 +87,8 @@ def _model_for_dataset(dataset: Path, args: argparse.Namespace, progress: Any) -
         model = RecognitionModel.load(where, expect_signature=pipeline.signature)
     except ModelError:
         model = train_model(data.x, data.y, deep=args.deep, progress=progress,
-                            metadata={"signature": pipeline.signature, "dataset": str(dataset)})
+                            metadata={"signature": pipeline.signature, "dataset": str(dataset),
+                                      "backend": pipeline.backend})
         model.save(where)
     from dataclasses import replace
 
@@ -231,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stacking CV folds, at least 2 (adapted to small classes; default: 10)")
     p.add_argument("--cv-repeats", type=IntArg(minimum=1), default=3, help="stacking CV repeats (default: 3)")
     add_policy_args(p)
+    add_backend_arg(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("recognize", help="recognise the faces in photos")
@@ -242,11 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help=f"{DATA_DIR_HELP}, for --registry")
     p.add_argument("--json", action="store_true", help="print JSON")
     add_policy_args(p)
+    add_backend_arg(p)
     p.set_defaults(func=cmd_recognize)
 
     p = sub.add_parser("demo", help="recognition on the built-in demo photos (no camera needed)")
     p.add_argument("--json", action="store_true", help="print JSON")
     add_policy_args(p)
+    add_backend_arg(p)
     p.set_defaults(func=cmd_demo)
 
     from core.cli.accounts import register as register_accounts
@@ -277,6 +283,7 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    apply_backend_arg(args)
     if "data_dir" in vars(args) and (args.data_dir or getattr(args, "registry", True)):
         # Checked before the command starts: an unusable registry folder must not cost a model load
         # (recognize without --registry never opens the registry).

@@ -23,6 +23,7 @@ from core.cli.common import (
     POSITIVE_SECONDS,
     IntArg,
     ProgressBar,
+    add_backend_arg,
     add_policy_args,
     data_dir,
     open_registry,
@@ -150,6 +151,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             say(f"Monitoring {cameras} with model version {info.version} ({info.people} people). Ctrl-C stops.")
             if info.trust:
                 say(f"Security: {info.trust}")
+            if info.networks:
+                say(f"Networks: {info.networks}")
 
     def on_decision(decision: TrackDecision) -> None:
         say(json.dumps(_decision_json(decision)) if args.json else _format_decision(decision, session.names))
@@ -248,4 +251,5 @@ def register(sub: Any) -> None:
                    help="seconds between status lines, more than 0 (default: 5)")
     p.add_argument("--json", action="store_true", help="print one JSON object per decision / status line")
     add_policy_args(p, deep=False, overrides=True)
+    add_backend_arg(p)
     p.set_defaults(func=cmd_monitor)

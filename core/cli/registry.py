@@ -25,6 +25,7 @@ from core.cli.common import (
     COUNT,
     DATA_DIR_HELP,
     FloatArg,
+    add_backend_arg,
     check_output_file,
     format_table,
     models_dir,
@@ -217,8 +218,10 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         print("No model has been trained yet: run 'facegate train'.")
         return 0
     rows = [("*" if m.active else "", m.id, f"{m.created:%Y-%m-%d %H:%M}", m.status,
-             m.metrics.get("people", m.metrics.get("n_classes", "?")), m.notes) for m in models]
-    print("\n".join(format_table(("", "version", "created", "status", "people", "notes"), rows, right=(1, 4))))
+             m.metrics.get("people", m.metrics.get("n_classes", "?")), m.metrics.get("backend", "tf"), m.notes)
+            for m in models]
+    print("\n".join(format_table(("", "version", "created", "status", "people", "backend", "notes"), rows,
+                                  right=(1, 4))))
     return 0
 
 
@@ -400,6 +403,7 @@ def register(sub: Any) -> None:
     p.add_argument("--confirm-new-look", action="store_true",
                    help="add photos to an existing operator even though they do not look like their enrolled ones")
     p.add_argument("photos", nargs="+", help="photo files")
+    add_backend_arg(p)
     p.set_defaults(func=cmd_enroll)
 
     p = sub.add_parser("import", parents=[shared], help="enroll a folder-per-person dataset (HR)")
@@ -408,10 +412,12 @@ def register(sub: Any) -> None:
     p.add_argument("--largest-face", action="store_true",
                    help="in a photo with bystanders, enroll the largest face if it is clearly the subject "
                         "(at least twice the area of the next); audited")
+    add_backend_arg(p)
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("train", parents=[shared], help="retrain the three models from the registry (HR)")
     p.add_argument("--deep", action="store_true", help="use the Deep Super Learner")
+    add_backend_arg(p)
     p.set_defaults(func=cmd_train)
 
     models = sub.add_parser("models", help="model versions").add_subparsers(dest="models_cmd", required=True)

@@ -66,15 +66,16 @@ class _FaceBoxes:
         from core.assets import cache_dir
 
         if detector is None:
-            from core.vision.detector import MtcnnDetector
+            from core.vision.backends import make_detector
 
-            detector = MtcnnDetector()  # loads its networks on first use only
+            detector = make_detector()  # loads its networks on first use only
         self.path = cache_dir() / "demo" / "faces.json"
         self._detector = detector
         # Answers depend on the detector and its settings: a detector that ignores small faces must
-        # not reuse another's answers.
+        # not reuse another's answers.  MTCNN finds the same faces on either backend (issue 13).
+        kind = type(detector).__name__
         self._tag = ",".join(
-            [type(detector).__name__]
+            ["MtcnnDetector" if kind in ("OnnxMtcnnDetector", "FallbackDetector") else kind]
             + [f"{name}={getattr(detector, name, None)}" for name in ("min_face_size", "min_confidence", "max_side")]
         )
         self._use_cache = use_cache

@@ -185,6 +185,45 @@ class ModelInfo:
     """The decision policy in force (HR's signed settings, an authorised override, or the model's own)."""
     min_face: int = 80
     """The smallest face looked for, in pixels."""
+    networks: str = ""
+    """Which runtime runs the networks, e.g. ``ONNX Runtime`` or ``TensorFlow (ONNX Runtime unavailable: …)``."""
+
+
+class _Loader:
+    """Loads a pipeline's embedder (and detector) in a thread of its own, started at once."""
+
+    def __init__(self, pipeline: Any, *, load_detector: bool) -> None:
+        self._pipeline = pipeline
+        self._load_detector = load_detector
+        self._error: Exception | None = None
+        self._thread = threading.Thread(target=self._run, name="load-networks", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._pipeline.embedder.load()
+            if self._load_detector:
+                self._pipeline.detector.load()  # the cameras' detectors share its networks
+        except Exception as exc:  # re-raised in the session thread by wait()
+            self._error = exc
+
+    def wait(self, stop: threading.Event) -> None:
+        """Until the networks are loaded or ``stop`` is set; re-raises what loading raised."""
+        while self._thread.is_alive() and not stop.is_set():
+            self._thread.join(0.1)
+        if self._error is not None:
+            raise self._error
+
+
+def networks_line(pipeline: Any) -> str:
+    """``ONNX Runtime``, ``TensorFlow`` or ``TensorFlow (ONNX Runtime unavailable: …)`` for ``pipeline``."""
+    from core.vision.backends import backend_of
+
+    used = {backend_of(pipeline.detector), backend_of(pipeline.embedder)}
+    names = {"onnx": "ONNX Runtime", "tf": "TensorFlow"}
+    text = " + ".join(names.get(b, b) for b in sorted(used))
+    reasons = pipeline.fallback_reasons() if hasattr(pipeline, "fallback_reasons") else []
+    return f"{text} ({reasons[0]})" if reasons else text
 
 
 @dataclass(frozen=True)
@@ -418,9 +457,11 @@ class LiveSession:
         try:
             monitor = self._load()
         except _Stopped:
+            self._stop_sources()
             self._finish(SessionEnd("stopped"))
             return
         except Exception as exc:
+            self._stop_sources()
             if self._stop.is_set():  # interrupted while training the demo, say
                 self._finish(SessionEnd("stopped"))
                 return
@@ -442,6 +483,14 @@ class LiveSession:
         if self._stop.is_set():
             raise _Stopped
 
+    def _stop_sources(self) -> None:
+        """Stop the cameras started while loading (loading failed or was stopped: no monitor owns them)."""
+        for source in self._sources:
+            try:
+                source.stop()
+            except Exception as exc:  # a source that cannot stop must not hide why loading ended
+                log.warning("live session: camera %s did not stop: %s", source.name, exc)
+
     def _load(self) -> Monitor:
         from core.recognition.engine import FacePipeline
         from core.registry import Registry
@@ -454,6 +503,9 @@ class LiveSession:
         data_dir = self.data_dir
         models_dir = data_dir / "models"
         pipeline = FacePipeline()
+        # The networks load in their own thread while the registry is checked and the model is read
+        # (scikit-learn's import alone is ~1.3 s): both are needed before the first pass.
+        networks = _Loader(pipeline, load_detector=self._detector_factory is None)
         report(0.0, "opening the registry")
         with Registry.open(self.registry_path) as registry:
             if self.settings.bootstrap_demo and any(spec == "demo" for _, spec in self.cameras):
@@ -462,6 +514,11 @@ class LiveSession:
                 self.demo_enrolled = ensure_demo_registry(registry, pipeline, models_dir,
                                                           lambda f, m: report(0.8 * f, m), cancel=self._stop.is_set)
             self._check()
+            # Only cameras HR approved are opened; they start now, so that a camera is connected (and the
+            # demo scene built) by the time the models are ready.
+            self._check_cameras(registry)
+            for source in self._sources:
+                source.start()
             report(0.8, "checking HR's signature and loading the model")
             loaded_state = registry.gallery_state()
             try:
@@ -470,7 +527,6 @@ class LiveSession:
                 audit_refusal(registry, "console", str(exc))
                 raise
             policy, min_face = self._decision(registry)
-            self._check_cameras(registry)
             if model is None:
                 if not registry.list_operators():
                     raise ModelError("Nobody is enrolled yet. Enroll operators ('facegate enroll' or 'facegate "
@@ -479,7 +535,8 @@ class LiveSession:
             self._names = {op.employee_id: op.name for op in registry.list_operators()}
         self._check()
         report(0.85, "loading the face networks")
-        pipeline.embedder.load()
+        networks.wait(self._stop)
+        self._check()
         check_embedder(model, pipeline)
         # What loading made (TensorFlow's graphs, the model) lives as long as the process: freeze it so
         # that a full garbage collection no longer walks it.  Measured: ~175 ms per collection after
@@ -501,7 +558,7 @@ class LiveSession:
         self._policy, self._min_face = policy or model.policy, min_face
         self.model_info = ModelInfo(model.version, len(model.gallery.identities), dict(self._names),
                                     trust=str(model.metadata.get("trust", "")), policy=self._policy,
-                                    min_face=self._min_face)
+                                    min_face=self._min_face, networks=networks_line(pipeline))
         report(1.0, f"model version {model.version} ({len(model.gallery.identities)} people) ready")
         self._call("on_ready", self.model_info)
         monitor.start()
@@ -581,7 +638,8 @@ class LiveSession:
             log.warning("live session: names not refreshed: %s", exc)
         self.model_info = ModelInfo(model.version, len(model.gallery.identities), dict(self._names), reloaded=True,
                                     trust=str(model.metadata.get("trust", "")), policy=model.policy,
-                                    min_face=self._min_face)
+                                    min_face=self._min_face,
+                                    networks=self.model_info.networks if self.model_info else "")
         self._call("on_model", self.model_info)
 
     # -- helpers -----------------------------------------------------------------------------------

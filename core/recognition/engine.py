@@ -38,20 +38,55 @@ Cancel = Callable[[], bool]
 
 
 class FacePipeline:
-    """Detector + alignment + embedder, loaded lazily in the thread that first uses them."""
+    """Detector + alignment + embedder, loaded lazily in the thread that first uses them.
 
-    def __init__(self, detector: Any = None, embedder: Any = None, align_margin: float = 0.05) -> None:
+    Parameters
+    ----------
+    detector, embedder
+        The parts; ``None`` makes those of ``backend`` (:mod:`core.vision.backends`).
+    align_margin
+        Margin of the similarity alignment.
+    backend
+        ``onnx`` or ``tf`` for the parts made here; ``None`` is :func:`~core.vision.backends.default_backend`
+        (ONNX Runtime unless ``$FACEGATE_BACKEND`` says otherwise).
+    """
+
+    def __init__(self, detector: Any = None, embedder: Any = None, align_margin: float = 0.05,
+                 backend: str | None = None) -> None:
+        from core.vision.backends import check_backend, default_backend, make_detector, make_embedder
+
+        self.requested_backend = check_backend(backend or default_backend())
         if detector is None:
-            from core.vision.detector import MtcnnDetector
-
-            detector = MtcnnDetector()
+            detector = make_detector(self.requested_backend)
         if embedder is None:
-            from core.vision.facenet import FaceNetEmbedder
-
-            embedder = FaceNetEmbedder()
+            embedder = make_embedder(self.requested_backend)
         self.detector = detector
         self.embedder = embedder
         self.align_margin = align_margin
+
+    @property
+    def backend(self) -> str:
+        """The embedder's runtime (``onnx``, or ``tf``, also after a fallback); recorded in model versions."""
+        from core.vision.backends import backend_of
+
+        return backend_of(self.embedder)
+
+    def detector_like(self, min_face_size: int) -> Any:
+        """A detector of this pipeline's backend that ignores faces smaller than ``min_face_size``.
+
+        Shares the networks of :attr:`detector` (each backend builds them once per process).
+        """
+        from core.vision.backends import backend_of, make_detector
+
+        det = self.detector
+        return make_detector(backend_of(det), min_face_size=min_face_size,
+                             max_side=getattr(det, "max_side", 1280),
+                             min_confidence=getattr(det, "min_confidence", 0.8))
+
+    def fallback_reasons(self) -> list[str]:
+        """Why a part runs on TensorFlow although ONNX was asked for (empty when nothing fell back)."""
+        return [r for r in (getattr(self.detector, "fallback_reason", None),
+                            getattr(self.embedder, "fallback_reason", None)) if r]
 
     @property
     def signature(self) -> str:

@@ -125,11 +125,16 @@ class EmbedderInfo:
     name: str
     version: str
     signature: str
+    backend: str = "unknown"
+    """The runtime that computes this process's embeddings (``onnx`` or ``tf``; issue 13): recorded in
+    the model version.  It does not change the embeddings (equal to 1e-5), so it is not part of the
+    signature, and a gallery made with one backend stays valid with the other."""
 
     @classmethod
     def of(cls, pipeline: _PipelineLike) -> EmbedderInfo:
         """The embedder info of a :class:`~core.recognition.engine.FacePipeline`."""
-        return cls(str(pipeline.embedder.name), str(pipeline.embedder.version), str(pipeline.signature))
+        return cls(str(pipeline.embedder.name), str(pipeline.embedder.version), str(pipeline.signature),
+                   str(getattr(pipeline, "backend", "unknown")))
 
 
 @dataclass(frozen=True)
@@ -465,7 +470,7 @@ def retrain(
 
     version = _new_version_id()
     metadata = {"version": version, "embedder": info.name, "embedder_version": info.version,
-                "signature": info.signature, "left_out": left_out, "augmented": len(y_aug),
+                "signature": info.signature, "backend": info.backend, "left_out": left_out, "augmented": len(y_aug),
                 "augmented_backfilled": backfilled,
                 "augmented_people": len(set(y_aug.tolist()))}
     x_fit, y_fit = np.concatenate([x, x_aug]), np.concatenate([y, y_aug])
@@ -485,7 +490,8 @@ def retrain(
     failed = [c.message for c in results.values() if not c.ok]
     sl = model.classifiers.get("super_learner")
     metrics: dict[str, Any] = {
-        "version": version, "people": len(trained), "embeddings": len(y), "left_out": left_out,
+        "version": version, "people": len(trained), "embeddings": len(y), "backend": info.backend,
+        "left_out": left_out,
         "augmented": len(y_aug), "augmented_people": len(set(y_aug.tolist())), "augmented_backfilled": backfilled,
         "threshold": round(float(model.calibration.threshold), 4), "calibration": model.calibration.summary(),
         "train_accuracy": train_accuracy, "cv_accuracy": cv, "cv_folds": k, "cv_repeats": 1,

@@ -16,6 +16,10 @@ that a box it suppressed still suppresses the boxes after it), so it finds the s
 - R-Net and O-Net batches above 8 crops are padded to a multiple of 16, so oneDNN sees few shapes;
 - NMS and box regression are vectorised numpy.
 
+The stage logic (:func:`run_stages`: thresholds, NMS, box arithmetic, rounding in
+:class:`BaseMtcnnDetector`) takes any object providing the three networks (:class:`StageNetworks`),
+so the ONNX Runtime detector (:mod:`core.vision.onnx_detector`) shares it rather than copying it.
+
 Boxes and landmarks are rounded as the package rounds them.  On all 118 photos of the 5-celebrity
 dataset the two find the same 121 faces with the same boxes and landmarks, so the embeddings do not
 change (``benchmarks/bench_detector.py --equivalence``; ``tests/core/test_detector_align.py`` checks a
@@ -45,6 +49,7 @@ the 140–170-px faces of a 640×480 frame in 25–30 ms (median, 2 shared cores
 
 from __future__ import annotations
 
+import abc
 import importlib.resources
 import logging
 import os
@@ -92,6 +97,30 @@ class Detector(Protocol):
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Return the faces in ``image`` (``uint8`` RGB), most confident first."""
+        ...
+
+
+class StageNetworks(Protocol):
+    """MTCNN's three networks, in any runtime, as :func:`run_stages` calls them."""
+
+    def pyramid(self, image: np.ndarray, sizes: list[tuple[int, int]]) -> tuple[Any, list[np.ndarray]]:
+        """P-Net over the pyramid of ``image`` (``uint8`` RGB).
+
+        Returns the normalised image, ``(pixels - 127.5) / 128`` (in whatever form :meth:`rnet` and
+        :meth:`onet` take it), and per level ``(height, width)`` of ``sizes`` (the area-resized
+        level's size) P-Net's ``(mh, mw, 5)`` maps: the four box regressions and the face
+        probability.
+        """
+        ...
+
+    def rnet(self, source: Any, boxes: np.ndarray) -> list[np.ndarray]:
+        """R-Net on the 24×24 bilinear crops of ``boxes`` (``(n, 4)`` float32 ``y1, x1, y2, x2``
+        over ``source``'s size, extrapolated with 0): ``[regression (n, 4), probability (n,)]``."""
+        ...
+
+    def onet(self, source: Any, boxes: np.ndarray) -> list[np.ndarray]:
+        """O-Net on the 48×48 crops of ``boxes``: ``[regression (n, 4), landmarks (n, 10),
+        probability (n,)]``."""
         ...
 
 
@@ -238,6 +267,72 @@ def _bucket(n: int) -> int:
     return n if n <= _EXACT_BATCH else -(-n // _BATCH_STEP) * _BATCH_STEP
 
 
+def crop_boxes(rows: np.ndarray, h: int, w: int) -> np.ndarray:
+    """The package's ``extract_patches`` boxes: ``(n, 4)`` float32 ``[y1, x1, y2, x2]`` over ``(h, w)``."""
+    return (rows[:, [2, 1, 4, 3]] / np.asarray([h, w, h, w], np.float64)).astype(np.float32)
+
+
+def run_stages(nets: StageNetworks, image: np.ndarray) -> np.ndarray:
+    """The three stages on one image, with the package's ``min_face_size=20`` pyramid.
+
+    Parameters
+    ----------
+    nets : StageNetworks
+        The networks (TensorFlow's :class:`_Networks`, or ONNX Runtime's).
+    image : np.ndarray
+        ``uint8`` RGB ``(H, W, 3)``, contiguous.
+
+    Returns
+    -------
+    np.ndarray
+        Rows ``[0, x1, y1, x2, y2, score, 5 × landmark x, 5 × landmark y]`` in ``image``'s pixels,
+        best first.
+    """
+    h, w = image.shape[:2]
+    empty = np.zeros((0, 16))
+    scales = pyramid_scales(h, w, MTCNN_SAFE_MIN_FACE)
+    if len(scales) == 0:
+        return empty
+    # P-Net over the pyramid: per-level NMS, then across levels.
+    norm, maps_per_level = nets.pyramid(image, [_level_size(h, w, s) for s in scales])
+    levels = []
+    for s, maps in zip(scales, maps_per_level):
+        rows = _pnet_boxes(maps[:, :, :4], maps[:, :, 4], float(s))
+        levels.append(rows[nms_keep(rows[:, 1:5], _PNET_NMS_LEVEL)])
+    rows = np.concatenate(levels)
+    rows = _sort_desc(rows, rows[:, 5])
+    rows = _square(rows[nms_keep(rows[:, 1:5], _PNET_NMS_ALL)])
+    if len(rows) == 0:
+        return empty
+
+    # R-Net on square crops.
+    reg, score = nets.rnet(norm, crop_boxes(rows, h, w))
+    rows[:, 5] = score
+    rows = _regress(rows, reg)
+    rows = rows[rows[:, 5] > _RNET_THRESHOLD]
+    rows = _sort_desc(rows, rows[:, 5])
+    rows = _square(rows[nms_keep(rows[:, 1:5], _RNET_NMS)])
+    if len(rows) == 0:
+        return empty
+
+    # O-Net: landmarks relative to the crop, then the box regression.
+    reg, marks, score = nets.onet(norm, crop_boxes(rows, h, w))
+    bw = rows[:, 3:4] - rows[:, 1:2] + 1
+    bh = rows[:, 4:5] - rows[:, 2:3] + 1
+    marks = marks.astype(np.float64)
+    lx = bw * marks[:, 0:5] + rows[:, 1:2] - 1
+    ly = bh * marks[:, 5:10] + rows[:, 2:3] - 1
+    rows[:, 5] = score
+    rows = np.concatenate([_regress(rows, reg), lx, ly], axis=1)
+    rows = rows[rows[:, 5] > _ONET_THRESHOLD]
+    rows = _sort_desc(rows, rows[:, 5])
+    rows = rows[nms_keep(rows[:, 1:5], _ONET_NMS, method="min")]
+    # The package's limit_bboxes: boxes (not landmarks) clipped to the image.
+    rows[:, [1, 3]] = np.clip(rows[:, [1, 3]], 0, w - 1)
+    rows[:, [2, 4]] = np.clip(rows[:, [2, 4]], 0, h - 1)
+    return rows
+
+
 # --------------------------------------------------------------------------------------------
 # Networks
 
@@ -333,78 +428,45 @@ class _Networks:
             return run
 
         self.pnet_pyramid = pnet_pyramid
-        self.rnet = crop_net(rnet, 24)
-        self.onet = crop_net(onet, 48)
+        self.rnet_crops = crop_net(rnet, 24)
+        self.onet_crops = crop_net(onet, 48)
 
     def warm_up(self) -> None:
         """Trace every function now rather than on the first frame."""
         tf = self._tf
         image, _, _ = self.pnet_pyramid(tf.zeros((48, 48, 3), tf.uint8), tf.constant([[24, 24], [17, 17]]))
         boxes = tf.constant([[0.0, 0.0, 1.0, 1.0]], tf.float32)
-        self.rnet(image, boxes)
-        self.onet(image, boxes)
+        self.rnet_crops(image, boxes)
+        self.onet_crops(image, boxes)
 
     def stages(self, image: np.ndarray) -> np.ndarray:
-        """The three stages on one image, with the package's ``min_face_size=20`` pyramid.
+        """:func:`run_stages` on these networks."""
+        return run_stages(self, image)
 
-        Returns rows ``[0, x1, y1, x2, y2, score, 5 × landmark x, 5 × landmark y]`` in ``image``'s
-        pixels, best first.
-        """
+    def pyramid(self, image: np.ndarray, sizes: list[tuple[int, int]]) -> tuple[Any, list[np.ndarray]]:
+        """P-Net over the pyramid in one graph call (see :class:`StageNetworks`)."""
         tf = self._tf
-        h, w = image.shape[:2]
-        empty = np.zeros((0, 16))
-        scales = pyramid_scales(h, w, MTCNN_SAFE_MIN_FACE)
-        if len(scales) == 0:
-            return empty
-        # P-Net over the pyramid: per-level NMS, then across levels.
-        sizes = tf.constant([_level_size(h, w, s) for s in scales], tf.int32)
-        norm, flat, shapes = self.pnet_pyramid(tf.constant(image), sizes)
+        norm, flat, shapes = self.pnet_pyramid(tf.constant(image), tf.constant(sizes, tf.int32))
         flat = flat.numpy()
         levels, start = [], 0
-        for s, (mh, mw) in zip(scales, shapes.numpy()):
-            maps = flat[start:start + mh * mw].reshape(mh, mw, 5)
+        for mh, mw in shapes.numpy():
+            levels.append(flat[start:start + mh * mw].reshape(mh, mw, 5))
             start += mh * mw
-            rows = _pnet_boxes(maps[:, :, :4], maps[:, :, 4], float(s))
-            levels.append(rows[nms_keep(rows[:, 1:5], _PNET_NMS_LEVEL)])
-        rows = np.concatenate(levels)
-        rows = _sort_desc(rows, rows[:, 5])
-        rows = _square(rows[nms_keep(rows[:, 1:5], _PNET_NMS_ALL)])
-        if len(rows) == 0:
-            return empty
+        return norm, levels
 
-        # R-Net on square crops.
-        reg, score = self._crops(self.rnet, norm, rows, h, w)
-        rows[:, 5] = score
-        rows = _regress(rows, reg)
-        rows = rows[rows[:, 5] > _RNET_THRESHOLD]
-        rows = _sort_desc(rows, rows[:, 5])
-        rows = _square(rows[nms_keep(rows[:, 1:5], _RNET_NMS)])
-        if len(rows) == 0:
-            return empty
+    def rnet(self, source: Any, boxes: np.ndarray) -> list[np.ndarray]:
+        """R-Net on the crops of ``boxes`` (see :class:`StageNetworks`)."""
+        return self._crops(self.rnet_crops, source, boxes)
 
-        # O-Net: landmarks relative to the crop, then the box regression.
-        reg, marks, score = self._crops(self.onet, norm, rows, h, w)
-        bw = rows[:, 3:4] - rows[:, 1:2] + 1
-        bh = rows[:, 4:5] - rows[:, 2:3] + 1
-        marks = marks.astype(np.float64)
-        lx = bw * marks[:, 0:5] + rows[:, 1:2] - 1
-        ly = bh * marks[:, 5:10] + rows[:, 2:3] - 1
-        rows[:, 5] = score
-        rows = np.concatenate([_regress(rows, reg), lx, ly], axis=1)
-        rows = rows[rows[:, 5] > _ONET_THRESHOLD]
-        rows = _sort_desc(rows, rows[:, 5])
-        rows = rows[nms_keep(rows[:, 1:5], _ONET_NMS, method="min")]
-        # The package's limit_bboxes: boxes (not landmarks) clipped to the image.
-        rows[:, [1, 3]] = np.clip(rows[:, [1, 3]], 0, w - 1)
-        rows[:, [2, 4]] = np.clip(rows[:, [2, 4]], 0, h - 1)
-        return rows
+    def onet(self, source: Any, boxes: np.ndarray) -> list[np.ndarray]:
+        """O-Net on the crops of ``boxes`` (see :class:`StageNetworks`)."""
+        return self._crops(self.onet_crops, source, boxes)
 
-    def _crops(self, net: Any, source: Any, rows: np.ndarray, h: int, w: int) -> list[np.ndarray]:
-        """Run R-Net or O-Net on the boxes of ``rows``, padded to a bucket size; outputs per box."""
-        n = len(rows)
-        # The package's extract_patches: [y1, x1, y2, x2] over the (P-Net) image's size.
+    def _crops(self, net: Any, source: Any, boxes: np.ndarray) -> list[np.ndarray]:
+        """Run R-Net or O-Net on ``boxes`` padded to a bucket size; outputs per box."""
+        n = len(boxes)
         coords = np.zeros((_bucket(n), 4), np.float32)
-        coords[:n] = rows[:, [2, 1, 4, 3]] / np.asarray([h, w, h, w], np.float64)
+        coords[:n] = boxes
         outs = net(source, self._tf.constant(coords))
         return [o.numpy()[:n] for o in outs]
 
@@ -435,8 +497,9 @@ def _networks() -> _Networks:
 # Detectors
 
 
-class MtcnnDetector:
-    """MTCNN detector (fast stages over the ``mtcnn`` package's networks) with a minimum face size.
+class BaseMtcnnDetector(abc.ABC):
+    """What every fast MTCNN detector shares: the downscaling, :func:`run_stages`, the rounding and
+    the filters.  Subclasses provide the networks (:meth:`_stage_networks`) and :meth:`load`.
 
     Parameters
     ----------
@@ -450,28 +513,22 @@ class MtcnnDetector:
     min_confidence
         Detections below this O-Net confidence are dropped (O-Net's own threshold, 0.8, applies
         first).
-
-    Notes
-    -----
-    The networks are built once per process, on the first :meth:`detect` (or :meth:`load`) of any
-    detector, in the calling thread, never at import; every detector shares them.  Detectors may be
-    used from several threads at once: the networks hold no state between calls.
     """
+
+    backend: str = ""
 
     def __init__(self, min_face_size: int = 20, max_side: int = 1280, min_confidence: float = 0.8) -> None:
         self.min_face_size = min_face_size
         self.max_side = max_side
         self.min_confidence = min_confidence
 
+    @abc.abstractmethod
     def load(self) -> None:
-        """Build and trace the three networks (idempotent, thread-safe; a few seconds the first time).
+        """Make the networks ready (idempotent)."""
 
-        Raises
-        ------
-        ModelError
-            If TensorFlow or the ``mtcnn`` package's weights cannot be loaded.
-        """
-        _networks()
+    @abc.abstractmethod
+    def _stage_networks(self) -> StageNetworks:
+        """The loaded networks (loading them first if needed)."""
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Return the faces in ``image`` (``uint8`` RGB ``(H, W, 3)``), most confident first.
@@ -495,7 +552,7 @@ class MtcnnDetector:
         small, s3 = downscale_to(small, self.max_side)
         if min(small.shape[:2]) < 24:
             return []
-        rows = _networks().stages(np.ascontiguousarray(small))
+        rows = run_stages(self._stage_networks(), np.ascontiguousarray(small))
         return self._detections(rows, s2 * s3)
 
     def _detections(self, rows: np.ndarray, scale: float) -> list[Detection]:
@@ -519,6 +576,37 @@ class MtcnnDetector:
             out.append(Detection(box, conf, pts))  # type: ignore[arg-type]
         out.sort(key=lambda d: d.confidence, reverse=True)
         return out
+
+
+class MtcnnDetector(BaseMtcnnDetector):
+    """MTCNN detector (fast stages over the ``mtcnn`` package's networks, in TensorFlow).
+
+    Parameters
+    ----------
+    min_face_size, max_side, min_confidence
+        See :class:`BaseMtcnnDetector`.
+
+    Notes
+    -----
+    The networks are built once per process, on the first :meth:`detect` (or :meth:`load`) of any
+    detector, in the calling thread, never at import; every detector shares them.  Detectors may be
+    used from several threads at once: the networks hold no state between calls.
+    """
+
+    backend: str = "tf"
+
+    def load(self) -> None:
+        """Build and trace the three networks (idempotent, thread-safe; a few seconds the first time).
+
+        Raises
+        ------
+        ModelError
+            If TensorFlow or the ``mtcnn`` package's weights cannot be loaded.
+        """
+        _networks()
+
+    def _stage_networks(self) -> StageNetworks:
+        return _networks()
 
 
 class PackageMtcnnDetector:

@@ -42,9 +42,9 @@ INPUT_SIZE = 160
 # Bump when the cache layout or the conversion changes, so old cache files are not read.
 _CACHE_FORMAT = 1
 _CACHE_WRITERS = (__name__, "core.facenet")  # this module, and its name before core/ had subpackages
-_CACHE_SUBDIR = "models"
+CACHE_SUBDIR = "models"
 # Faces per forward pass; bounds the activation memory for long lists of faces.
-_MAX_BATCH = 32
+MAX_BATCH = 32
 
 
 def prewhiten(faces: np.ndarray) -> np.ndarray:
@@ -73,12 +73,69 @@ def prewhiten(faces: np.ndarray) -> np.ndarray:
     return ((xf - mean) / std_adj).astype(np.float32)
 
 
-def _l2_normalise(rows: np.ndarray) -> np.ndarray:
+# What the pinned seed weights compute for the first four :func:`synthetic_faces` (the first 16 of the
+# 128 components, TensorFlow 2.21, rounded to 1e-6; ONNX Runtime agrees to 3e-7).  Every load of the
+# network — TensorFlow from the cached converted weights, or ONNX Runtime from the cached ONNX file —
+# must reproduce them within REFERENCE_TOLERANCE: the cache folder is writable by the account that
+# runs the console, and a network swapped there would decide who is let in.  A mismatch deletes the
+# cached file and converts again from the pinned ``.h5``.
+REFERENCE_EMBEDDINGS: dict[str, tuple[tuple[float, ...], ...]] = {
+    "6acdd8fb3a3fb2b54257abdd1879246a3fcbe18fbe53a41c751e141abe63a0af": (
+        (-0.008434, -0.138217, 0.093143, -0.142098, -0.099033, 0.066241, 0.00446, -0.005173,
+         -0.001206, 0.016278, 0.062321, 0.077345, 0.176371, 0.060253, -0.017899, 0.020909),
+        (-0.024799, -0.173718, 0.026965, -0.161723, 0.057439, 0.050759, -0.05816, 0.047807,
+         0.022717, 0.063484, 0.022859, 0.011526, 0.120401, -0.090674, 0.01246, 0.006106),
+        (-0.064112, -0.158213, -0.034382, -0.128232, -0.087192, 0.231147, -0.057142, -0.010967,
+         -0.016911, 0.042691, -0.055405, 0.067225, 0.231565, -0.106172, 0.02062, -0.057538),
+        (-0.013506, -0.177818, 0.04055, -0.152176, -0.010632, 0.117376, -0.061619, 0.063554,
+         0.051847, 0.07388, 0.019036, 0.058295, 0.274026, -0.071945, 0.002417, -0.063289),
+    ),
+}
+REFERENCE_TOLERANCE = 1e-4
+
+
+def synthetic_faces(n: int = 8, seed: int = 13) -> np.ndarray:
+    """``n`` deterministic pseudo-random ``(160, 160, 3)`` uint8 images: smooth blobs plus noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:INPUT_SIZE, 0:INPUT_SIZE] / INPUT_SIZE
+    out = np.empty((n, INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
+    for i in range(n):
+        base = np.zeros((INPUT_SIZE, INPUT_SIZE, 3))
+        for _ in range(6):
+            cy, cx, r = rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9), rng.uniform(0.05, 0.3)
+            blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
+            base += blob[..., None] * rng.uniform(-120, 120, 3)
+        noise = rng.normal(0, 4 + 6 * i, base.shape)
+        out[i] = np.clip(128 + base + noise, 0, 255).astype(np.uint8)
+    return out
+
+
+
+def reference_mismatch(source_sha256: str, embed: Callable[[np.ndarray], np.ndarray]) -> str | None:
+    """Why a loaded network does not compute what the pinned weights do, or ``None`` if it does.
+
+    ``embed`` maps uint8 faces to L2-normalised embeddings.  Weights without a pinned reference (a
+    site's own ``.h5``) are not checked (``None``).
+    """
+    expected = REFERENCE_EMBEDDINGS.get(source_sha256)
+    if expected is None:
+        return None
+    want = np.asarray(expected, np.float64)
+    got = np.asarray(embed(synthetic_faces(len(want))), np.float64)[:, :want.shape[1]]
+    diff = float(np.abs(got - want).max()) if got.shape == want.shape else float("inf")
+    if not diff <= REFERENCE_TOLERANCE:
+        return (f"it does not compute what the pinned FaceNet weights compute (reference faces differ by "
+                f"{diff:.2g}, at most {REFERENCE_TOLERANCE:g} allowed): damaged or replaced")
+    return None
+
+
+def l2_normalise(rows: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (computed in float64, returned as float32)."""
     norms = np.linalg.norm(rows.astype(np.float64), axis=1, keepdims=True)
     return (rows / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def _import_tf() -> tuple[Any, Any]:
+def import_tf() -> tuple[Any, Any]:
     """Import TensorFlow and Keras quietly, mapping an import failure to :class:`ModelError`."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
@@ -95,7 +152,7 @@ def _import_tf() -> tuple[Any, Any]:
 @cache
 def _scale_sum_class() -> type:
     """Return the Keras layer that replaces the file's residual ``Lambda`` (built lazily)."""
-    _, keras = _import_tf()
+    _, keras = import_tf()
 
     class ScaleSum(keras.layers.Layer):  # type: ignore[name-defined]
         """``inputs[0] + inputs[1] * scale``: the shortcut plus the scaled residual branch."""
@@ -194,7 +251,7 @@ def _build_model(config_json: str) -> Any:
 
 
 def _build_model_unchecked(config_json: str) -> Any:
-    _, keras = _import_tf()
+    _, keras = import_tf()
     try:
         config = json.loads(config_json)
         model_cfg = config["config"]
@@ -430,7 +487,7 @@ def _convert(path: Path) -> tuple[str, dict[str, np.ndarray], int]:
 
 
 def _cache_path(sha256: str) -> Path:
-    return cache_dir() / _CACHE_SUBDIR / f"facenet-{sha256[:16]}-v{_CACHE_FORMAT}.npz"
+    return cache_dir() / CACHE_SUBDIR / f"facenet-{sha256[:16]}-v{_CACHE_FORMAT}.npz"
 
 
 def _write_cache(
@@ -527,6 +584,7 @@ class FaceNetEmbedder:
     """
 
     name: str = "facenet-keras-taniai-msceleb1m"
+    backend: str = "tf"
     embedding_size: int = EMBEDDING_SIZE
     input_size: int = INPUT_SIZE
 
@@ -555,7 +613,14 @@ class FaceNetEmbedder:
                     raise ModelError(f"The FaceNet weights are not available: {exc}") from exc
         return self._resolved
 
-    def _source_sha256(self) -> str:
+    def source_sha256(self) -> str:
+        """SHA-256 of the weights file (hashed once; no model is built).
+
+        Raises
+        ------
+        ModelError
+            If the weights file is missing or unreadable.
+        """
         if self._sha256 is None:
             path = self._source()
             if not path.is_file():
@@ -583,7 +648,7 @@ class FaceNetEmbedder:
         ModelError
             If the weights file is missing or unreadable.
         """
-        return self._source_sha256()[:12]
+        return self.source_sha256()[:12]
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -602,8 +667,8 @@ class FaceNetEmbedder:
             if self._infer is not None:
                 return
             started = time.perf_counter()
-            tf, _ = _import_tf()
-            sha = self._source_sha256()
+            tf, _ = import_tf()
+            sha = self.source_sha256()
             source = self._source()
             try:
                 cache_file: Path | None = _cache_path(sha)
@@ -641,6 +706,18 @@ class FaceNetEmbedder:
                 return np.asarray(forward(tf.constant(batch)).numpy(), dtype=np.float32)
 
             infer(np.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), np.float32))  # trace now, not on a real face
+            why = reference_mismatch(sha, lambda faces: l2_normalise(infer(prewhiten(faces))))
+            if why is not None and cached is not None and cache_file is not None:
+                log.warning("rebuilding the converted FaceNet weights %s: %s", cache_file.name, why)
+                cache_file.unlink(missing_ok=True)
+                config_json, weights, weighted_layers = _convert(source)
+                _assign_weights(model, weights, source)
+                _write_cache(cache_file, sha, config_json, weights, weighted_layers)
+                cached = None
+                why = reference_mismatch(sha, lambda faces: l2_normalise(infer(prewhiten(faces))))
+            if why is not None:
+                raise ModelError(f"The FaceNet network built from {source} is not the expected one: {why}. "
+                                 "Delete FaceGate's cache folder and start again.")
             self.model_ = model
             self.weighted_layers_ = weighted_layers
             self.loaded_from_cache_ = cached is not None
@@ -690,5 +767,5 @@ class FaceNetEmbedder:
         infer = self._infer
         assert infer is not None
         x = prewhiten(batch)
-        parts = [infer(x[i:i + _MAX_BATCH]) for i in range(0, len(x), _MAX_BATCH)]
-        return _l2_normalise(np.concatenate(parts, axis=0))
+        parts = [infer(x[i:i + MAX_BATCH]) for i in range(0, len(x), MAX_BATCH)]
+        return l2_normalise(np.concatenate(parts, axis=0))

@@ -52,12 +52,7 @@ Threads (two cores shared by several cameras; one session serves every camera wo
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
-import json
 import logging
-import os
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -66,172 +61,60 @@ from typing import Any
 import numpy as np
 
 from core.assets import cache_dir
-from core.errors import AssetError, ConversionError, ModelError
+from core.errors import AssetError, ConversionError
+from core.vision import onnx_files
 from core.vision.facenet import (
-    _CACHE_SUBDIR,
-    _MAX_BATCH,
+    CACHE_SUBDIR,
     EMBEDDING_SIZE,
     INPUT_SIZE,
+    MAX_BATCH,
     FaceNetEmbedder,
-    _l2_normalise,
+    l2_normalise,
     prewhiten,
+    reference_mismatch,
+    synthetic_faces,
 )
+from core.vision.onnx_files import OPSET, session_options, sidecar_path
 
 log = logging.getLogger(__name__)
 
-OPSET = 17
 MAX_ABS_DIFF = 1e-5
 """Largest difference of the L2-normalised embeddings (ONNX vs TensorFlow) a conversion may show."""
-INTRA_OP_THREADS = 2
-ALLOW_SPINNING = False
+INTRA_OP_THREADS = onnx_files.INTRA_OP_THREADS
 INPUT_NAME = "faces"
 MIN_REAL_FACES = 3
 SYNTHETIC_FACES = 8
+STEM = "facenet"
 
-# Bump when the file layout, the graph's boundaries or the sidecar change, so old files are not read.
-_FORMAT = 1
-_PREFIX = "facenet-"
 # The margin FacePipeline aligns with (core.recognition is above core.vision: not imported here).
 _ALIGN_MARGIN = 0.05
 
 
-# --------------------------------------------------------------------------------------------
-# Names and sidecars
-
-
-def _installed(*names: str) -> str | None:
-    """Version of the first installed distribution among ``names``, without importing it."""
-    for name in names:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
-
-
-def converter_versions() -> dict[str, str | None]:
-    """Versions that shape the converted graph (read from package metadata: nothing is imported)."""
-    return {
-        "tf2onnx": _installed("tf2onnx"),
-        "tensorflow": _installed("tensorflow", "tensorflow-cpu", "tensorflow_cpu"),
-        "opset": str(OPSET),
-    }
+def _folder(folder: Path | None) -> Path:
+    return folder if folder is not None else cache_dir() / CACHE_SUBDIR
 
 
 def onnx_path(source_sha256: str, folder: Path | None = None,
               versions: dict[str, str | None] | None = None) -> Path:
-    """Where the ONNX file converted from the weights with SHA-256 ``source_sha256`` is cached.
+    """Where the ONNX FaceNet converted from the weights with SHA-256 ``source_sha256`` is cached.
 
-    Parameters
-    ----------
-    source_sha256 : str
-        Hex SHA-256 of the Keras ``.h5``.
-    folder : Path or None
-        Cache folder; ``None`` is the folder of the converted FaceNet weights.
-    versions : dict or None
-        Converter versions (default :func:`converter_versions`).
+    ``folder`` ``None`` is the folder of the converted FaceNet weights; ``versions`` defaults to
+    :func:`core.vision.onnx_files.converter_versions`.
     """
-    v = versions or converter_versions()
-    base = folder if folder is not None else cache_dir() / _CACHE_SUBDIR
-    return base / (f"{_PREFIX}{source_sha256[:16]}-onnx-op{v['opset']}-tf2onnx{v['tf2onnx'] or 'none'}"
-                   f"-tf{v['tensorflow'] or 'none'}-v{_FORMAT}.onnx")
-
-
-def sidecar_path(path: Path) -> Path:
-    """The JSON sidecar of an ``.onnx`` file."""
-    return path.with_suffix(".json")
-
-
-def _check(path: Path, source_sha256: str) -> tuple[bytes, dict[str, Any]] | str:
-    """The file's bytes and sidecar if they belong together and to ``source_sha256``, else why not."""
-    side = sidecar_path(path)
-    try:
-        meta = json.loads(side.read_text(encoding="utf-8"))
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        return f"{Path(exc.filename or path).name} is missing"
-    except (OSError, ValueError) as exc:
-        return f"unreadable ({exc})"
-    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-        return "the sidecar is not one this version of FaceGate writes"
-    if meta.get("source_sha256") != source_sha256:
-        return f"it was converted from other weights ({str(meta.get('source_sha256'))[:12]})"
-    if hashlib.sha256(data).hexdigest() != meta.get("onnx_sha256"):
-        return "its SHA-256 differs from the one recorded at conversion (damaged or replaced)"
-    diff = meta.get("max_abs_diff")
-    if not isinstance(diff, (int, float)) or not diff <= MAX_ABS_DIFF:
-        return f"its recorded difference from TensorFlow ({diff}) is above {MAX_ABS_DIFF:g}"
-    return data, meta
-
-
-def _remove(*paths: Path) -> None:
-    for p in paths:
-        try:
-            p.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            log.warning("could not delete %s: %s", p, exc)
-
-
-# --------------------------------------------------------------------------------------------
-# ONNX Runtime
-
-
-def session_options(threads: int = INTRA_OP_THREADS, spinning: bool = ALLOW_SPINNING) -> Any:
-    """ONNX Runtime session options for the embedder (see the module notes for the measurements)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = int(threads)
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    opts.log_severity_level = 3
-    return opts
-
-
-def _session(model: bytes | str, threads: int = INTRA_OP_THREADS, spinning: bool = ALLOW_SPINNING) -> Any:
-    try:
-        import onnxruntime as ort
-    except Exception as exc:  # ImportError, or a broken native library
-        raise ModelError(f"ONNX Runtime could not be loaded ({exc}). Reinstall FaceGate's dependencies "
-                         "(onnxruntime), or use the TensorFlow backend.") from exc
-    try:
-        return ort.InferenceSession(model, session_options(threads, spinning),
-                                    providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception types for bad files
-        raise ModelError(f"ONNX Runtime could not load the converted FaceNet ({exc}).") from exc
+    return onnx_files.cached_path(STEM, source_sha256, _folder(folder), versions)
 
 
 def _run(session: Any, faces: np.ndarray) -> np.ndarray:
     """L2-normalised embeddings of uint8 faces, computed as :meth:`FaceNetEmbedder.embed` does."""
     x = prewhiten(faces)
     name = session.get_inputs()[0].name
-    parts = [np.asarray(session.run(None, {name: x[i:i + _MAX_BATCH]})[0], np.float32)
-             for i in range(0, len(x), _MAX_BATCH)]
-    return _l2_normalise(np.concatenate(parts, axis=0))
+    parts = [np.asarray(session.run(None, {name: x[i:i + MAX_BATCH]})[0], np.float32)
+             for i in range(0, len(x), MAX_BATCH)]
+    return l2_normalise(np.concatenate(parts, axis=0))
 
 
 # --------------------------------------------------------------------------------------------
 # Conversion (the only place TensorFlow is imported)
-
-
-def synthetic_faces(n: int = SYNTHETIC_FACES, seed: int = 13) -> np.ndarray:
-    """``n`` deterministic pseudo-random ``(160, 160, 3)`` uint8 images: smooth blobs plus noise."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:INPUT_SIZE, 0:INPUT_SIZE] / INPUT_SIZE
-    out = np.empty((n, INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
-    for i in range(n):
-        base = np.zeros((INPUT_SIZE, INPUT_SIZE, 3))
-        for _ in range(6):
-            cy, cx, r = rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9), rng.uniform(0.05, 0.3)
-            blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
-            base += blob[..., None] * rng.uniform(-120, 120, 3)
-        noise = rng.normal(0, 4 + 6 * i, base.shape)
-        out[i] = np.clip(128 + base + noise, 0, 255).astype(np.uint8)
-    return out
 
 
 def real_faces(dataset: Path | None = None, per_person: int = 1) -> np.ndarray:
@@ -267,7 +150,7 @@ def compare(embedder: FaceNetEmbedder, model: bytes | str, faces: np.ndarray,
             threads: int = INTRA_OP_THREADS) -> float:
     """Largest absolute difference of the L2-normalised embeddings of ``faces``, TensorFlow vs ONNX."""
     reference = embedder.embed(faces)
-    converted = _run(_session(model, threads), faces)
+    converted = _run(onnx_files.open_session(model, "FaceNet", threads), faces)
     diff = np.abs(reference.astype(np.float64) - converted.astype(np.float64))
     return float(diff.max()) if np.all(np.isfinite(converted)) else float("inf")
 
@@ -301,9 +184,8 @@ def convert(embedder: FaceNetEmbedder, folder: Path | None = None,
     """
     started = time.perf_counter()
     embedder.load()
-    sha = embedder._source_sha256()  # the full hash; ``version`` is its first 12 digits
-    versions = converter_versions()
-    path = onnx_path(sha, folder, versions)
+    sha = embedder.source_sha256()
+    path = onnx_path(sha, folder)
     real = real_faces() if reference_faces is None else np.asarray(reference_faces, np.uint8)
     if real.ndim != 4 or real.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3) or len(real) < MIN_REAL_FACES:
         raise ConversionError(
@@ -311,14 +193,9 @@ def convert(embedder: FaceNetEmbedder, folder: Path | None = None,
             f"checked against TensorFlow, got {real.shape}; the TensorFlow backend stays in use.")
     faces = np.concatenate([synthetic_faces(), real])
 
-    from core.vision.facenet import _import_tf
+    from core.vision.facenet import import_tf
 
-    tf, _ = _import_tf()
-    try:
-        import tf2onnx
-    except Exception as exc:
-        raise ModelError(f"tf2onnx could not be loaded ({exc}); the FaceNet network cannot be converted to "
-                         "ONNX. Install tf2onnx, or use the TensorFlow backend.") from exc
+    tf, _ = import_tf()
     model = embedder.model_
     spec = [tf.TensorSpec((None, INPUT_SIZE, INPUT_SIZE, 3), tf.float32, name=INPUT_NAME)]
 
@@ -326,44 +203,18 @@ def convert(embedder: FaceNetEmbedder, folder: Path | None = None,
     def forward(x: Any) -> Any:  # the same function FaceNetEmbedder.load traces
         return model(x, training=False)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".facenet-", suffix=".onnx.tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path, tmp_side = Path(tmp), Path(tmp + ".json")
-    try:
-        try:
-            tf2onnx.convert.from_function(forward, input_signature=spec, opset=OPSET, output_path=tmp)
-        except Exception as exc:  # tf2onnx raises bare ValueErrors, KeyErrors … from its handlers
-            raise ConversionError(f"tf2onnx {versions['tf2onnx']} could not convert the FaceNet network "
-                                  f"({exc!r}); the TensorFlow backend stays in use.") from exc
-        data = tmp_path.read_bytes()
-        diff = compare(embedder, data, faces)
-        if not diff <= MAX_ABS_DIFF:
-            raise ConversionError(
-                f"The ONNX conversion of FaceNet {embedder.version} differs from TensorFlow by {diff:.2g} "
-                f"on the reference faces (at most {MAX_ABS_DIFF:g} allowed), so it was refused; the "
-                "TensorFlow backend stays in use.")
-        meta = {
-            "format": _FORMAT, "writer": __name__, "source_sha256": sha,
-            "onnx_sha256": hashlib.sha256(data).hexdigest(), "onnx_bytes": len(data),
-            "max_abs_diff": diff, "max_abs_diff_allowed": MAX_ABS_DIFF,
-            "reference_faces": {"synthetic": SYNTHETIC_FACES, "real": len(real)},
-            "input": INPUT_NAME, "inside_graph": "folded FaceNet, prewhitened float32 in, raw 128-d out",
-            **{k: v for k, v in versions.items()}, "onnxruntime": _installed("onnxruntime"),
-            "onnx": _installed("onnx"), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        with open(tmp_side, "w", encoding="utf-8") as fh:
-            json.dump(meta, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        with open(tmp_path, "rb+") as onnx_fh:
-            os.fsync(onnx_fh.fileno())
-        # The .onnx first: a crash between the two leaves a file without a valid sidecar, rebuilt later.
-        _remove(sidecar_path(path))
-        os.replace(tmp_path, path)
-        os.replace(tmp_side, sidecar_path(path))
-    finally:
-        _remove(tmp_path, tmp_side)
+    data = onnx_files.convert_function(forward, spec, "FaceNet network")
+    diff = compare(embedder, data, faces)
+    if not diff <= MAX_ABS_DIFF:
+        raise ConversionError(
+            f"The ONNX conversion of FaceNet {embedder.version} differs from TensorFlow by {diff:.2g} "
+            f"on the reference faces (at most {MAX_ABS_DIFF:g} allowed), so it was refused; the "
+            "TensorFlow backend stays in use.")
+    onnx_files.write(path, data, {
+        "writer": __name__, "source_sha256": sha, "max_abs_diff": diff, "max_abs_diff_allowed": MAX_ABS_DIFF,
+        "reference_faces": {"synthetic": SYNTHETIC_FACES, "real": len(real)}, "input": INPUT_NAME,
+        "inside_graph": "folded FaceNet, prewhitened float32 in, raw 128-d out",
+    })
     log.info("converted FaceNet %s to ONNX in %.1f s (largest difference from TensorFlow %.2g): %s",
              embedder.version, time.perf_counter() - started, diff, path)
     return path
@@ -430,16 +281,6 @@ class OnnxEmbedder:
         """First 12 hex digits of the weights file's SHA-256 (the same as the TensorFlow embedder's)."""
         return self._reference.version
 
-    def _candidates(self, sha: str) -> list[Path]:
-        """The file for today's converter versions, or, without a converter, any for these weights."""
-        versions = converter_versions()
-        expected = onnx_path(sha, self.folder, versions)
-        if versions["tf2onnx"] and versions["tensorflow"]:
-            return [expected]
-        others = sorted(expected.parent.glob(f"{_PREFIX}{sha[:16]}-onnx-*-v{_FORMAT}.onnx"),
-                        key=lambda p: p.stat().st_mtime, reverse=True)
-        return others or [expected]
-
     def load(self) -> None:
         """Open the cached ONNX file, converting (and checking) it first if needed.
 
@@ -454,35 +295,36 @@ class OnnxEmbedder:
             if self._session is not None:
                 return
             started = time.perf_counter()
-            sha = self._reference._source_sha256()
-            found: tuple[Path, bytes, dict[str, Any]] | None = None
-            for path in self._candidates(sha):
-                checked = _check(path, sha)
-                if isinstance(checked, tuple):
-                    found = (path, *checked)
-                    break
-                if path.exists() or sidecar_path(path).exists():
-                    log.warning("rebuilding the ONNX FaceNet: %s: %s", path.name, checked)
-                    _remove(path, sidecar_path(path))
-            from_cache = found is not None
-            if found is None:
-                path = convert(self._reference, self.folder, self.reference_faces)
-                checked = _check(path, sha)
-                if not isinstance(checked, tuple):
-                    raise ModelError(f"The ONNX FaceNet just written to {path} cannot be read back ({checked}). "
-                                     "Check the disk, or use the TensorFlow backend.")
-                found = (path, *checked)
-            path, data, meta = found
-            session = _session(data, self.threads)  # the bytes that were hashed, not the file again
-            if (session.get_inputs()[0].shape[1:] != [INPUT_SIZE, INPUT_SIZE, 3]
-                    or session.get_outputs()[0].shape[-1] != EMBEDDING_SIZE):
-                raise ModelError(f"The ONNX FaceNet {path} does not map 160×160 faces to 128-d embeddings.")
+            sha = self._reference.source_sha256()
+            path, data, meta, from_cache = onnx_files.load_or_convert(
+                onnx_files.candidates(STEM, sha, _folder(self.folder)), sha, MAX_ABS_DIFF,
+                lambda: convert(self._reference, self.folder, self.reference_faces), "FaceNet")
+            session, why = self._open(path, data)
+            if why is not None and from_cache:
+                # A file that passes its sidecar but not the pinned reference was replaced together with
+                # its sidecar (both are in a folder the console's account can write): convert again.
+                log.warning("rebuilding the ONNX FaceNet: %s: %s", path.name, why)
+                onnx_files.remove(path, sidecar_path(path))
+                path, data, meta, from_cache = onnx_files.load_or_convert(
+                    [onnx_path(sha, self.folder)], sha, MAX_ABS_DIFF,
+                    lambda: convert(self._reference, self.folder, self.reference_faces), "FaceNet")
+                session, why = self._open(path, data)
+            if why is not None:
+                raise ConversionError(f"The ONNX FaceNet {path.name} {why}; the TensorFlow backend stays in use.")
             self._session = session
             self.onnx_path_ = path
             self.loaded_from_cache_ = from_cache
             self.max_abs_diff_ = float(meta["max_abs_diff"])
             log.info("ONNX FaceNet %s ready in %.2f s (%s, %d threads)", self.version,
                      time.perf_counter() - started, "cache" if from_cache else "converted", self.threads)
+
+    def _open(self, path: Path, data: bytes) -> tuple[Any, str | None]:
+        """A session on ``data`` (the bytes that were hashed, not the file again), and why not to use it."""
+        session = onnx_files.open_session(data, "FaceNet", self.threads)
+        if (session.get_inputs()[0].shape[1:] != [INPUT_SIZE, INPUT_SIZE, 3]
+                or session.get_outputs()[0].shape[-1] != EMBEDDING_SIZE):
+            return session, "does not map 160×160 faces to 128-d embeddings"
+        return session, reference_mismatch(self._reference.source_sha256(), lambda f: _run(session, f))
 
     def embed(self, faces: np.ndarray) -> np.ndarray:
         """Embed aligned face crops, exactly as :meth:`FaceNetEmbedder.embed` does.
@@ -525,7 +367,6 @@ __all__ = (
     "OnnxEmbedder",
     "compare",
     "convert",
-    "converter_versions",
     "onnx_path",
     "real_faces",
     "session_options",

@@ -171,7 +171,7 @@ def test_folding_batchnorm_matches_the_layer_by_layer_network(
     assert facenet._assign_weights(faithful, weights, assets.facenet_h5) == 245
     crops, _ = faces
     x = prewhiten(crops[:4])
-    reference = facenet._l2_normalise(np.asarray(faithful(x, training=False)))
+    reference = facenet.l2_normalise(np.asarray(faithful(x, training=False)))
     np.testing.assert_allclose(embedder.embed(crops[:4]), reference, atol=1e-5)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -106,6 +107,10 @@ class RenderedSource(_ThreadedSource):
         return _RenderReader(self)
 
 
+_DEMO_LOCK = threading.Lock()
+_DEMO_SCENES: list[Any] = []
+
+
 def demo_source(name: str, options: SourceOptions | None = None) -> RenderedSource:
     """The built-in demo scene (:class:`core.demo.scene.DemoScene`) as a rendered source; not started.
 
@@ -120,8 +125,12 @@ def demo_source(name: str, options: SourceOptions | None = None) -> RenderedSour
         raise CameraError(f"The demo scene is not available in this installation ({exc}).") from exc
 
     def build() -> tuple[Callable[[int], np.ndarray], float | None]:
-        # Slow (it runs the face detector over the demo photos): done in the reader thread.
-        scene = DemoScene.from_assets()
+        # Slow (1.5–2.5 s from the cache; it runs the face detector over the demo photos the first time):
+        # done in the reader thread, once per process — demo cameras share the scene (render only reads it).
+        with _DEMO_LOCK:
+            if not _DEMO_SCENES:
+                _DEMO_SCENES.append(DemoScene.from_assets())
+            scene = _DEMO_SCENES[0]
         return scene.render, scene.fps
 
     return RenderedSource.deferred(name, build, options=options, spec="demo")
