@@ -49,7 +49,14 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import FaceGateError, ModelError, UntrustedState
-from core.live.monitor import FrameResult, Monitor, MonitorOptions, check_embedder, decision_code
+from core.live.monitor import (
+    FrameResult,
+    Monitor,
+    MonitorOptions,
+    check_embedder,
+    decision_code,
+    lower_thread_priority,
+)
 from core.live.sources import FrameSource, SourceOptions, SourceState, SourceStatus, default_name, open_source
 from core.live.tracking import TrackDecision
 from core.recognition.engine import Policy, RecognitionModel
@@ -200,6 +207,8 @@ class _Loader:
         self._thread.start()
 
     def _run(self) -> None:
+        # ONNX Runtime's pool threads, created here, inherit the recognition threads' lower priority.
+        lower_thread_priority(MonitorOptions().recognition_nice)
         try:
             self._pipeline.embedder.load()
             if self._load_detector:

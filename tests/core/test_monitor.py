@@ -320,3 +320,30 @@ def test_soak_ten_minutes_of_demo_at_full_speed_keeps_memory_flat(trained_model,
     settled = samples[4:]  # after the first minute
     assert max(settled) - min(settled) < 100, samples
     assert monitor.workers[0].frames_processed > 0 and monitor.decisions
+
+
+def test_cameras_share_the_recognition_budget_and_run_at_a_lower_priority(short_scene, trained_model, pipeline):
+    """Issue 13: cheap ONNX passes must not take the cores from the console's window and overlays."""
+    import os
+    import sys
+
+    sources = [RenderedSource(f"gate{i}", short_scene.render, fps=short_scene.fps) for i in range(2)]
+    options = MonitorOptions(recognition_budget_per_s=4.0)  # two cameras: a pass every 0.5 s each
+    monitor = Monitor(sources, trained_model, pipeline, options)
+    nice: list[int] = []
+    if sys.platform.startswith("linux"):
+        def on_frame(result):
+            if not nice:
+                threads = {t.name: t.native_id for t in threading.enumerate()}
+                tid = next(v for k, v in threads.items() if k.endswith("-recognition"))
+                nice.append(os.getpriority(os.PRIO_PROCESS, tid) - os.getpriority(os.PRIO_PROCESS, 0))
+        monitor.workers[0].on_frame = on_frame
+    started = time.monotonic()
+    run_until(monitor, lambda: all(w.passes >= 3 for w in monitor.workers), 20)
+    elapsed = time.monotonic() - started
+    for worker in monitor.workers:
+        assert 3 <= worker.passes <= 1 + elapsed / 0.5 + 1  # never more often than every 0.5 s
+    if sys.platform.startswith("linux"):
+        assert nice == [options.recognition_nice]
+    with pytest.raises(ValueError, match="recognition_budget_per_s"):
+        MonitorOptions(recognition_budget_per_s=0)
