@@ -463,22 +463,85 @@ def _load(folder: Path | None, threads: int) -> tuple[_OnnxNetworks, dict[str, P
         if key in _SHARED:
             return _SHARED[key]
         started = time.perf_counter()
-        models: dict[str, bytes] = {}
-        paths: dict[str, Path] = {}
-        from_cache, worst = True, 0.0
-        for net in NETWORKS:
-            sha = source_sha256(net)
-            path, data, meta, cached = onnx_files.load_or_convert(
-                onnx_files.candidates(f"mtcnn-{net}", sha, _folder(folder)), sha, MAX_ABS_DIFF,
-                partial(convert, net, folder), f"MTCNN {net}")
-            models[net], paths[net] = data, path  # the bytes that were hashed, not the file again
-            from_cache = from_cache and cached
-            worst = max(worst, float(meta["max_abs_diff"]))
-        loaded = (open_sessions(models, threads), paths, from_cache, worst)
+        for attempt in range(2):
+            models: dict[str, bytes] = {}
+            paths: dict[str, Path] = {}
+            from_cache, worst = True, 0.0
+            for net in NETWORKS:
+                sha = source_sha256(net)
+                path, data, meta, cached = onnx_files.load_or_convert(
+                    onnx_files.candidates(f"mtcnn-{net}", sha, _folder(folder)), sha, MAX_ABS_DIFF,
+                    partial(convert, net, folder), f"MTCNN {net}")
+                models[net], paths[net] = data, path  # the bytes that were hashed, not the file again
+                from_cache = from_cache and cached
+                worst = max(worst, float(meta["max_abs_diff"]))
+            nets = open_sessions(models, threads)
+            why = reference_mismatch(nets)
+            if why is None:
+                break
+            if attempt == 1 or not from_cache:
+                raise ConversionError(f"The ONNX MTCNN {why}; the TensorFlow detector stays in use.")
+            # Files that pass their sidecars but not the pinned reference were replaced together with
+            # them (the cache folder is writable by the console's account): convert them again.
+            log.warning("rebuilding the ONNX MTCNN: %s", why)
+            for path in paths.values():
+                onnx_files.remove(path, onnx_files.sidecar_path(path))
+        loaded = (nets, paths, from_cache, worst)
         _SHARED[key] = loaded
         log.info("ONNX MTCNN ready in %.2f s (%s, %d threads)", time.perf_counter() - started,
                  "cache" if from_cache else "converted", threads)
         return loaded
+
+
+# What the pinned weights compute (TensorFlow 2.21, rounded to 1e-6; ONNX Runtime agrees to 2e-7) on
+# fixed inputs: P-Net on ``synthetic_images()[0]`` at full size (the 5 output channels' means, then
+# the outputs at rows/columns (10, 10), (30, 40) and (50, 70)); R-Net and O-Net on its first four
+# ``synthetic_boxes()`` (regressions, O-Net's landmarks, the face probability).  Every load checks
+# the sessions against them within REFERENCE_TOLERANCE: a network swapped in the cache folder
+# together with a sidecar that fits it is caught there.
+REFERENCE_OUTPUTS: dict[str, tuple[tuple[float, ...], ...]] = {
+    "pnet": ((0.046455, -0.092199, -0.02882, 0.042468, 0.010884, -0.008444, 0.041833, -0.07774, 0.191145,
+              0.043594, 0.042943, -0.048471, -0.01559, 0.082053, 0.001328, 0.137792, -0.113987, 0.107943,
+              0.068665, 0.003589),),
+    "rnet": ((-0.01373, -0.191522, -0.059302, 0.062666, 0.023025),
+             (0.033665, -0.048029, 0.14118, 0.264435, 0.006524),
+             (-0.035198, 0.03331, -0.161985, 0.098464, 0.001338),
+             (0.10937, -0.032597, 0.11187, 0.230316, 0.013868)),
+    "onet": ((0.064711, -0.073004, -0.089748, -0.030953, 0.355352, 0.635628, 0.450472, 0.330146, 0.533706,
+              0.234117, 0.24105, 0.466444, 0.683867, 0.695805, 0.008244),
+             (0.099944, -0.063386, 0.035943, 0.106699, 0.336389, 0.684214, 0.497732, 0.462874, 0.73087,
+              0.396083, 0.289274, 0.604485, 0.866819, 0.783969, 0.001921),
+             (0.05616, -0.083184, -0.093804, 0.022652, 0.313329, 0.609244, 0.460883, 0.366447, 0.630588,
+              0.318396, 0.237389, 0.572942, 0.764373, 0.710869, 0.000929),
+             (0.141122, -0.104061, -0.016413, 0.025005, 0.387391, 0.709536, 0.519195, 0.486598, 0.725485,
+              0.319564, 0.232454, 0.543635, 0.795282, 0.732537, 0.00447)),
+}
+REFERENCE_TOLERANCE = 1e-4
+
+
+def reference_outputs(nets: Any) -> dict[str, np.ndarray]:
+    """The outputs :data:`REFERENCE_OUTPUTS` pins, computed by ``nets`` (ONNX or TensorFlow stages)."""
+    image = synthetic_images()[0]
+    norm = normalise(image)
+    _, maps = nets.pyramid(image, [image.shape[:2]])
+    m = np.asarray(maps[0], np.float64)
+    pnet = np.concatenate([m.reshape(-1, m.shape[-1]).mean(axis=0), m[10, 10], m[30, 40], m[50, 70]])
+    boxes = synthetic_boxes()[:4]
+    crops = {net: np.concatenate([np.reshape(np.asarray(o, np.float64), (len(boxes), -1))
+                                  for o in getattr(nets, net)(norm, boxes)], axis=1) for net in ("rnet", "onet")}
+    return {"pnet": pnet[np.newaxis], **crops}
+
+
+def reference_mismatch(nets: Any) -> str | None:
+    """Why ``nets`` do not compute what the pinned MTCNN weights do, or ``None`` if they do."""
+    got = reference_outputs(nets)
+    for net, expected in REFERENCE_OUTPUTS.items():
+        want = np.asarray(expected, np.float64)
+        diff = float(np.abs(got[net] - want).max()) if got[net].shape == want.shape else float("inf")
+        if not diff <= REFERENCE_TOLERANCE:
+            return (f"{net} does not compute what the pinned weights compute (reference outputs differ by "
+                    f"{diff:.2g}, at most {REFERENCE_TOLERANCE:g} allowed): damaged or replaced")
+    return None
 
 
 class OnnxMtcnnDetector(BaseMtcnnDetector):

@@ -136,6 +136,30 @@ def test_a_corrupt_onnx_file_is_detected_deleted_and_rebuilt(photos, onnx_cache,
     assert det.detect(image) == OnnxMtcnnDetector(folder=onnx_cache).detect(image)
 
 
+def test_a_network_swapped_with_a_fitting_sidecar_is_caught_by_the_pinned_reference(photos, onnx_cache, tmp_path,
+                                                                                   monkeypatch, caplog):
+    """The account that runs the console can write the cache folder: it swaps O-Net and its sidecar."""
+    import onnx
+    from onnx import numpy_helper
+
+    _forget_sessions(monkeypatch)
+    folder = _copy_cache(onnx_cache, tmp_path / "cache")
+    (path,) = folder.glob("mtcnn-onet-*.onnx")
+    model = onnx.load_from_string(path.read_bytes())
+    weights = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+    weights.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weights) * np.float32(1.1), weights.name))
+    meta = json.loads(onnx_files.sidecar_path(path).read_text())
+    onnx_files.write(path, model.SerializeToString(), {k: meta[k] for k in ("source_sha256", "max_abs_diff")})
+    forged = path.read_bytes()
+    det = OnnxMtcnnDetector(folder=folder)
+    with caplog.at_level(logging.WARNING, logger="core.vision.onnx_detector"):
+        det.load()
+    assert "onet does not compute what the pinned weights compute" in caplog.text
+    assert not det.loaded_from_cache_ and path.read_bytes() != forged
+    _, image = photos[0]
+    assert det.detect(image) == OnnxMtcnnDetector(folder=onnx_cache).detect(image)
+
+
 def test_a_sidecar_naming_other_weights_is_rebuilt(onnx_cache, tmp_path, monkeypatch, caplog):
     _forget_sessions(monkeypatch)
     folder = _copy_cache(onnx_cache, tmp_path / "cache")
