@@ -6,6 +6,7 @@ Waits are on signals and widget state (``qtbot.waitUntil``), never sleeps.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -210,3 +211,24 @@ def test_console_smoke_run_with_quit_after_and_screenshot(tmp_path, demo_registr
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     assert shot.exists() and shot.stat().st_size > 10_000
+
+
+def test_the_console_never_imports_tensorflow_once_the_networks_are_converted(tmp_path, demo_registry, pipeline):
+    """Issue 13: the console runs on ONNX Runtime alone (the conversion, done here first, is the only import)."""
+    pipeline.embedder.load()
+    pipeline.detector.load()
+    assert (pipeline.embedder.backend, pipeline.detector.backend) == ("onnx", "onnx")
+    data = shutil.copytree(demo_registry, tmp_path / "data")
+    code = (
+        "import json, sys\n"
+        "from gui.launcher import main\n"
+        f"rc = main(['-q', 'console', '--data-dir', {str(data)!r}, '--quit-after', '15', '--backend', 'onnx'])\n"
+        "print(json.dumps({'rc': rc, 'loaded': [m for m in ('tensorflow', 'keras', 'tf2onnx', 'mtcnn')\n"
+        "                                       if m in sys.modules]}))\n"
+    )
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "FACEGATE_LOG_DIR": str(tmp_path / "logs")}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report == {"rc": 0, "loaded": []}
