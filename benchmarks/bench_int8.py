@@ -56,6 +56,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np
 
+from benchmarks.bench_onnx import _loadavg, _version
+
 BATCHES = (1, 4)
 N_FACES = 20
 # name -> how it is made; "fp32" is the cached file itself.
@@ -519,22 +521,6 @@ def table(results: dict[str, Any]) -> str:
                 cells.append("/".join(str(h[f"min_p_truth_{m}"]) for m in ("svc", "stacker", "super_learner")))
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
-
-
-def _loadavg() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def _version(name: str) -> str | None:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 if __name__ == "__main__":

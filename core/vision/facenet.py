@@ -129,6 +129,24 @@ def reference_mismatch(source_sha256: str, embed: Callable[[np.ndarray], np.ndar
     return None
 
 
+def face_batch(faces: np.ndarray) -> np.ndarray:
+    """``faces`` as a ``(N, 160, 160, 3)`` batch (a single face gets a batch axis).
+
+    Raises
+    ------
+    ValueError
+        If ``faces`` does not have that shape (or ``(160, 160, 3)``) or is not numeric.
+    """
+    batch = np.asarray(faces)
+    if batch.ndim == 3:
+        batch = batch[np.newaxis]
+    if batch.ndim != 4 or batch.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
+        raise ValueError(f"expected faces of shape (N, 160, 160, 3) or (160, 160, 3), got {np.shape(faces)}")
+    if not (np.issubdtype(batch.dtype, np.integer) or np.issubdtype(batch.dtype, np.floating)):
+        raise ValueError(f"expected uint8 RGB faces, got dtype {batch.dtype}")
+    return batch
+
+
 def l2_normalise(rows: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (computed in float64, returned as float32)."""
     norms = np.linalg.norm(rows.astype(np.float64), axis=1, keepdims=True)
@@ -751,16 +769,7 @@ class FaceNetEmbedder:
         ModelError
             If the model cannot be loaded (see :meth:`load`).
         """
-        batch = np.asarray(faces)
-        if batch.ndim == 3:
-            batch = batch[np.newaxis]
-        expected = (INPUT_SIZE, INPUT_SIZE, 3)
-        if batch.ndim != 4 or batch.shape[1:] != expected:
-            raise ValueError(
-                f"expected faces of shape (N, 160, 160, 3) or (160, 160, 3), got {np.shape(faces)}"
-            )
-        if not (np.issubdtype(batch.dtype, np.integer) or np.issubdtype(batch.dtype, np.floating)):
-            raise ValueError(f"expected uint8 RGB faces, got dtype {batch.dtype}")
+        batch = face_batch(faces)
         if batch.shape[0] == 0:
             return np.zeros((0, EMBEDDING_SIZE), np.float32)
         self.load()

@@ -69,6 +69,7 @@ from core.vision.facenet import (
     INPUT_SIZE,
     MAX_BATCH,
     FaceNetEmbedder,
+    face_batch,
     l2_normalise,
     prewhiten,
     reference_mismatch,
@@ -347,14 +348,7 @@ class OnnxEmbedder:
         ModelError
             If the model cannot be loaded (see :meth:`load`).
         """
-        batch = np.asarray(faces)
-        if batch.ndim == 3:
-            batch = batch[np.newaxis]
-        if batch.ndim != 4 or batch.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
-            raise ValueError(
-                f"expected faces of shape (N, 160, 160, 3) or (160, 160, 3), got {np.shape(faces)}")
-        if not (np.issubdtype(batch.dtype, np.integer) or np.issubdtype(batch.dtype, np.floating)):
-            raise ValueError(f"expected uint8 RGB faces, got dtype {batch.dtype}")
+        batch = face_batch(faces)
         if batch.shape[0] == 0:
             return np.zeros((0, EMBEDDING_SIZE), np.float32)
         self.load()
