@@ -203,7 +203,10 @@ class _Loader:
         self._pipeline = pipeline
         self._load_detector = load_detector
         self._error: Exception | None = None
-        self._thread = threading.Thread(target=self._run, name="load-networks", daemon=True)
+        # Not a daemon: a session that fails or stops while the networks load (nobody enrolled, the
+        # window closed) leaves it to finish; the interpreter must wait for it, not tear ONNX Runtime
+        # down under it at exit (that aborts the process: "terminate called without an active exception").
+        self._thread = threading.Thread(target=self._run, name="load-networks", daemon=False)
         self._thread.start()
 
     def _run(self) -> None:
@@ -512,9 +515,7 @@ class LiveSession:
         data_dir = self.data_dir
         models_dir = data_dir / "models"
         pipeline = FacePipeline()
-        # The networks load in their own thread while the registry is checked and the model is read
-        # (scikit-learn's import alone is ~1.3 s): both are needed before the first pass.
-        networks = _Loader(pipeline, load_detector=self._detector_factory is None)
+        networks: _Loader | None = None
         report(0.0, "opening the registry")
         with Registry.open(self.registry_path) as registry:
             if self.settings.bootstrap_demo and any(spec == "demo" for _, spec in self.cameras):
@@ -528,6 +529,10 @@ class LiveSession:
             self._check_cameras(registry)
             for source in self._sources:
                 source.start()
+            if registry.active_model() is not None:
+                # The networks load in their own thread while HR's signature is checked and the model
+                # is read (scikit-learn's import alone is ~1.3 s): both are needed before the first pass.
+                networks = _Loader(pipeline, load_detector=self._detector_factory is None)
             report(0.8, "checking HR's signature and loading the model")
             loaded_state = registry.gallery_state()
             try:
@@ -544,6 +549,7 @@ class LiveSession:
             self._names = {op.employee_id: op.name for op in registry.list_operators()}
         self._check()
         report(0.85, "loading the face networks")
+        networks = networks or _Loader(pipeline, load_detector=self._detector_factory is None)
         networks.wait(self._stop)
         self._check()
         check_embedder(model, pipeline)
