@@ -188,3 +188,29 @@ def test_camera_names_come_from_specs_and_repeats_are_numbered(tmp_path):
         ("demo", "demo"), ("demo-2", "demo"), ("north", "rtsp://u:p@10.0.0.5/s")]
     with pytest.raises(SettingsError, match="same name"):
         parse_sources(["a=demo", "a=0"])
+
+
+def test_a_session_that_fails_while_loading_lets_the_process_exit_cleanly(tmp_path, pipeline, demo_registry):
+    """A start that fails while the networks load (here: the active model's files are gone) must not leave
+    ONNX Runtime loading in a thread the interpreter tears down at exit (that aborted the process:
+    "terminate called without an active exception")."""
+    import subprocess
+    import sys
+
+    pipeline.embedder.load()  # converted here; the child only loads the cached networks
+    pipeline.detector.load()
+    data = Path(shutil.copytree(demo_registry, tmp_path / "data"))
+    for model_file in (data / "models").rglob("model.joblib"):
+        model_file.unlink()
+    code = (
+        "from core.live.session import LiveSession, SessionSettings\n"
+        f"s = LiveSession(SessionSettings(sources=('demo',), data_dir={str(data)!r}, bootstrap_demo=False))\n"
+        "s.start()\n"
+        "assert s.wait(120)\n"
+        "print(s.stop().end.reason)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "failed"
