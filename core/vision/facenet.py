@@ -147,6 +147,26 @@ def face_batch(faces: np.ndarray) -> np.ndarray:
     return batch
 
 
+def embed_batches(faces: np.ndarray, forward: Callable[[np.ndarray], Any]) -> np.ndarray:
+    """L2-normalised embeddings of uint8 faces, the one recipe of both backends.
+
+    Prewhitens the faces (:func:`prewhiten`), runs ``forward`` (the network: prewhitened float32 batch
+    in, raw 128-d rows out) on batches of at most :data:`MAX_BATCH`, and normalises the rows
+    (:func:`l2_normalise`).  No face: ``(0, 128)`` without calling ``forward``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`face_batch`.
+    """
+    batch = face_batch(faces)
+    if batch.shape[0] == 0:
+        return np.zeros((0, EMBEDDING_SIZE), np.float32)
+    x = prewhiten(batch)
+    parts = [np.asarray(forward(x[i:i + MAX_BATCH]), np.float32) for i in range(0, len(x), MAX_BATCH)]
+    return l2_normalise(np.concatenate(parts, axis=0))
+
+
 def l2_normalise(rows: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (computed in float64, returned as float32)."""
     norms = np.linalg.norm(rows.astype(np.float64), axis=1, keepdims=True)
@@ -724,7 +744,7 @@ class FaceNetEmbedder:
                 return np.asarray(forward(tf.constant(batch)).numpy(), dtype=np.float32)
 
             infer(np.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), np.float32))  # trace now, not on a real face
-            why = reference_mismatch(sha, lambda faces: l2_normalise(infer(prewhiten(faces))))
+            why = reference_mismatch(sha, lambda faces: embed_batches(faces, infer))
             if why is not None and cached is not None and cache_file is not None:
                 log.warning("rebuilding the converted FaceNet weights %s: %s", cache_file.name, why)
                 cache_file.unlink(missing_ok=True)
@@ -732,7 +752,7 @@ class FaceNetEmbedder:
                 _assign_weights(model, weights, source)
                 _write_cache(cache_file, sha, config_json, weights, weighted_layers)
                 cached = None
-                why = reference_mismatch(sha, lambda faces: l2_normalise(infer(prewhiten(faces))))
+                why = reference_mismatch(sha, lambda faces: embed_batches(faces, infer))
             if why is not None:
                 raise ModelError(f"The FaceNet network built from {source} is not the expected one: {why}. "
                                  "Delete FaceGate's cache folder and start again.")
@@ -770,11 +790,11 @@ class FaceNetEmbedder:
             If the model cannot be loaded (see :meth:`load`).
         """
         batch = face_batch(faces)
-        if batch.shape[0] == 0:
-            return np.zeros((0, EMBEDDING_SIZE), np.float32)
-        self.load()
+        if batch.shape[0]:
+            self.load()
+        return embed_batches(batch, self._forward)
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
         infer = self._infer
-        assert infer is not None
-        x = prewhiten(batch)
-        parts = [infer(x[i:i + MAX_BATCH]) for i in range(0, len(x), MAX_BATCH)]
-        return l2_normalise(np.concatenate(parts, axis=0))
+        assert infer is not None  # load() ran (embed_batches calls this only for a face)
+        return infer(x)

@@ -67,11 +67,9 @@ from core.vision.facenet import (
     CACHE_SUBDIR,
     EMBEDDING_SIZE,
     INPUT_SIZE,
-    MAX_BATCH,
     FaceNetEmbedder,
+    embed_batches,
     face_batch,
-    l2_normalise,
-    prewhiten,
     reference_mismatch,
     synthetic_faces,
 )
@@ -106,12 +104,8 @@ def onnx_path(source_sha256: str, folder: Path | None = None,
 
 
 def _run(session: Any, faces: np.ndarray) -> np.ndarray:
-    """L2-normalised embeddings of uint8 faces, computed as :meth:`FaceNetEmbedder.embed` does."""
-    x = prewhiten(faces)
-    name = session.get_inputs()[0].name
-    parts = [np.asarray(session.run(None, {name: x[i:i + MAX_BATCH]})[0], np.float32)
-             for i in range(0, len(x), MAX_BATCH)]
-    return l2_normalise(np.concatenate(parts, axis=0))
+    """L2-normalised embeddings of uint8 faces, by the recipe of :meth:`FaceNetEmbedder.embed`."""
+    return embed_batches(faces, lambda x: session.run(None, {session.get_inputs()[0].name: x})[0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -328,30 +322,10 @@ class OnnxEmbedder:
         return session, reference_mismatch(self._reference.source_sha256(), lambda f: _run(session, f))
 
     def embed(self, faces: np.ndarray) -> np.ndarray:
-        """Embed aligned face crops, exactly as :meth:`FaceNetEmbedder.embed` does.
-
-        Parameters
-        ----------
-        faces : np.ndarray
-            ``(N, 160, 160, 3)`` or a single ``(160, 160, 3)`` uint8 RGB face crop, already aligned.
-            ``N`` may be 0.
-
-        Returns
-        -------
-        np.ndarray
-            ``(N, 128)`` float32, each row L2-normalised.
-
-        Raises
-        ------
-        ValueError
-            If ``faces`` does not have the shape above or is not numeric.
-        ModelError
-            If the model cannot be loaded (see :meth:`load`).
-        """
+        """Embed aligned face crops exactly as :meth:`FaceNetEmbedder.embed` does (same input, output and errors)."""
         batch = face_batch(faces)
-        if batch.shape[0] == 0:
-            return np.zeros((0, EMBEDDING_SIZE), np.float32)
-        self.load()
+        if batch.shape[0]:
+            self.load()
         return _run(self._session, batch)
 
 
